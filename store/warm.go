@@ -1,0 +1,3 @@
+package store
+
+import _ "github.com/mattn/go-sqlite3"
