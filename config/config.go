@@ -1,0 +1,475 @@
+// Package config reads coibox's TOML configuration file, fills in defaults, validates it
+// with messages that name the offending key, and carries the embedded local profile.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// LocalSource is the source name Resolve reports when it falls back to the embedded
+// local profile.
+const LocalSource = "embedded local profile"
+
+// TLS modes accepted by tls.mode.
+const (
+	TLSSelfSigned = "selfsigned"
+	TLSACME       = "acme"
+	TLSFiles      = "files"
+)
+
+// Values accepted by queue.smarthost_tls.
+const (
+	SmarthostSTARTTLS = "starttls"
+	SmarthostTLS      = "tls"
+	SmarthostNone     = "none"
+)
+
+// LetsEncryptDirectory is the default tls.acme_directory: Let's Encrypt production.
+const LetsEncryptDirectory = "https://acme-v02.api.letsencrypt.org/directory"
+
+// Config is the whole configuration file. Every field's comment names its TOML key and
+// default; config/README-keys.md is the same list as a table.
+type Config struct {
+	// Hostname (hostname) is the name the server gives in EHLO and IMAP greetings and
+	// the primary name on its certificate. It must be a DNS name, not an IP address.
+	// Default: the machine's host name, or "localhost" if that is not a usable DNS name.
+	Hostname string `toml:"hostname"`
+
+	// DataDir (data_dir) holds the database, keys and certificates. A relative path is
+	// relative to the working directory. Default: "/var/lib/coibox".
+	DataDir string `toml:"data_dir"`
+
+	// LogFormat (log_format) is "text" for people or "json" for log collectors.
+	// Default: "text".
+	LogFormat string `toml:"log_format"`
+
+	// LogLevel (log_level) is the least severe level logged: "debug", "info", "warn" or
+	// "error". Default: "info".
+	LogLevel string `toml:"log_level"`
+
+	Listen Listen `toml:"listen"`
+	TLS    TLS    `toml:"tls"`
+	DNS    DNS    `toml:"dns"`
+	Limits Limits `toml:"limits"`
+	Queue  Queue  `toml:"queue"`
+	Store  Store  `toml:"store"`
+}
+
+// Listen ([listen]) holds the "host:port" address of each listener; "" disables it.
+// An empty host (":25") listens on every address.
+type Listen struct {
+	// SMTP (listen.smtp) receives mail from other servers (MX) and offers STARTTLS.
+	// Default: ":25".
+	SMTP string `toml:"smtp"`
+
+	// Submission (listen.submission) accepts mail from users' clients: STARTTLS, then
+	// AUTH. Default: ":587".
+	Submission string `toml:"submission"`
+
+	// Submissions (listen.submissions) is submission with implicit TLS. Default: ":465".
+	Submissions string `toml:"submissions"`
+
+	// IMAP (listen.imap) requires STARTTLS before LOGIN. Default: ":143".
+	IMAP string `toml:"imap"`
+
+	// IMAPS (listen.imaps) is IMAP with implicit TLS. Default: ":993".
+	IMAPS string `toml:"imaps"`
+
+	// HTTP (listen.http) serves ACME HTTP-01 challenges, autoconfig and redirects to
+	// HTTPS. Default: ":80".
+	HTTP string `toml:"http"`
+
+	// HTTPS (listen.https) serves the web admin, MTA-STS policy and autoconfig.
+	// Default: ":443".
+	HTTPS string `toml:"https"`
+}
+
+// TLS ([tls]) says where certificates come from.
+type TLS struct {
+	// Mode (tls.mode) is "selfsigned" (generated and kept in <data_dir>/tls), "acme"
+	// (obtained automatically, e.g. from Let's Encrypt) or "files" (tls.cert_file and
+	// tls.key_file). Default: "selfsigned".
+	Mode string `toml:"mode"`
+
+	// CertFile (tls.cert_file) is the PEM certificate chain, leaf first, for mode
+	// "files". It is re-read when it changes on disk. Default: "".
+	CertFile string `toml:"cert_file"`
+
+	// KeyFile (tls.key_file) is the PEM private key for mode "files". Default: "".
+	KeyFile string `toml:"key_file"`
+
+	// ACMEEmail (tls.acme_email) is the contact address given to the ACME CA for
+	// expiry and problem notices; "" registers without one. Default: "".
+	ACMEEmail string `toml:"acme_email"`
+
+	// ACMEDirectory (tls.acme_directory) is the ACME CA's directory URL.
+	// Default: Let's Encrypt production, "https://acme-v02.api.letsencrypt.org/directory".
+	ACMEDirectory string `toml:"acme_directory"`
+
+	// ACMECache (tls.acme_cache) is the directory keeping the ACME account key and
+	// certificates. Default: "<data_dir>/acme".
+	ACMECache string `toml:"acme_cache"`
+
+	// ExtraNames (tls.extra_names) are more DNS names the certificate covers besides
+	// hostname. Default: [].
+	ExtraNames []string `toml:"extra_names"`
+}
+
+// DNS ([dns]) configures name lookups.
+type DNS struct {
+	// Resolver (dns.resolver) is the "ip:port" of the DNS server used for every lookup
+	// (MX, SPF, DKIM, DMARC, MTA-STS); "" uses the system resolver. Default: "".
+	Resolver string `toml:"resolver"`
+}
+
+// Limits ([limits]) bounds what clients and senders may use. Sizes are strings such as
+// "30MiB", "500KB" or "1024" (bytes); KB is 1000 bytes and KiB 1024. Durations are
+// strings such as "90s", "5m" or "2h30m".
+type Limits struct {
+	// MessageSize (limits.message_size) is the largest message accepted by SMTP and
+	// announced in the SIZE extension. Default: "30MiB".
+	MessageSize Size `toml:"message_size"`
+
+	// Recipients (limits.recipients) is the most RCPT TO commands accepted in one SMTP
+	// transaction. Default: 1000.
+	Recipients int `toml:"recipients"`
+
+	// SMTPConnections (limits.smtp_connections) is the most SMTP connections served at
+	// once, over all SMTP listeners. Default: 500.
+	SMTPConnections int `toml:"smtp_connections"`
+
+	// SMTPConnectionsPerIP (limits.smtp_connections_per_ip) is the most concurrent SMTP
+	// connections from one IP address. Default: 20.
+	SMTPConnectionsPerIP int `toml:"smtp_connections_per_ip"`
+
+	// SMTPCommandTimeout (limits.smtp_command_timeout) is how long the server waits for
+	// the next SMTP command. Default: "5m".
+	SMTPCommandTimeout Duration `toml:"smtp_command_timeout"`
+
+	// SMTPDataTimeout (limits.smtp_data_timeout) is how long the server waits for the
+	// whole message after DATA. Default: "10m".
+	SMTPDataTimeout Duration `toml:"smtp_data_timeout"`
+
+	// IMAPConnectionsPerIP (limits.imap_connections_per_ip) is the most concurrent IMAP
+	// connections from one IP address. Default: 50.
+	IMAPConnectionsPerIP int `toml:"imap_connections_per_ip"`
+
+	// IMAPConnectionsPerAccount (limits.imap_connections_per_account) is the most
+	// concurrent logged-in IMAP sessions of one account. Default: 100.
+	IMAPConnectionsPerAccount int `toml:"imap_connections_per_account"`
+
+	// IMAPIdleTimeout (limits.imap_idle_timeout) is how long an IMAP connection may stay
+	// silent, in IDLE or otherwise, before it is closed. Default: "30m".
+	IMAPIdleTimeout Duration `toml:"imap_idle_timeout"`
+
+	// IMAPLineLength (limits.imap_line_length) is the longest IMAP command line in
+	// bytes, literals excluded. Default: 65536.
+	IMAPLineLength int `toml:"imap_line_length"`
+
+	// IMAPLiteralSize (limits.imap_literal_size) is the largest IMAP literal, which
+	// bounds APPEND; "0" means the same as limits.message_size.
+	// Default: limits.message_size.
+	IMAPLiteralSize Size `toml:"imap_literal_size"`
+
+	// AuthFailuresPerIP (limits.auth_failures_per_ip) is how many failed logins (SMTP
+	// AUTH and IMAP LOGIN together) one IP address may make within
+	// limits.auth_failure_window before further attempts are refused. Default: 10.
+	AuthFailuresPerIP int `toml:"auth_failures_per_ip"`
+
+	// AuthFailureWindow (limits.auth_failure_window) is the time over which
+	// limits.auth_failures_per_ip is counted. Default: "15m".
+	AuthFailureWindow Duration `toml:"auth_failure_window"`
+
+	// Quota (limits.quota) is the storage quota of an account that has none of its own;
+	// "0" means unlimited. Default: "0".
+	Quota Size `toml:"quota"`
+}
+
+// Queue ([queue]) configures delivery to other servers.
+type Queue struct {
+	// Lifetime (queue.lifetime) is how long a message is retried before it bounces.
+	// Default: "120h".
+	Lifetime Duration `toml:"lifetime"`
+
+	// DelayNotice (queue.delay_notice) is how long a message waits before the sender is
+	// told it is delayed; "0s" sends no delay notices. Default: "4h".
+	DelayNotice Duration `toml:"delay_notice"`
+
+	// MinRetry (queue.min_retry) is the wait before the first retry; later waits double
+	// up to queue.max_retry. Default: "5m".
+	MinRetry Duration `toml:"min_retry"`
+
+	// MaxRetry (queue.max_retry) is the longest wait between retries. Default: "4h".
+	MaxRetry Duration `toml:"max_retry"`
+
+	// RemotePort (queue.remote_port) is the TCP port used to reach remote MX hosts.
+	// Only tests change it. Default: 25.
+	RemotePort int `toml:"remote_port"`
+
+	// Smarthost (queue.smarthost) is the "host:port" of a relay that receives all
+	// outgoing mail; "" delivers directly to each domain's MX. Default: "".
+	Smarthost string `toml:"smarthost"`
+
+	// SmarthostUser (queue.smarthost_user) is the user name for AUTH at the smarthost;
+	// "" sends without AUTH. Default: "".
+	SmarthostUser string `toml:"smarthost_user"`
+
+	// SmarthostPassword (queue.smarthost_password) is the password for AUTH at the
+	// smarthost. Default: "".
+	SmarthostPassword string `toml:"smarthost_password"`
+
+	// SmarthostTLS (queue.smarthost_tls) is how the smarthost connection is secured:
+	// "starttls", "tls" (implicit TLS, usually port 465) or "none". Default: "starttls".
+	SmarthostTLS string `toml:"smarthost_tls"`
+}
+
+// Store ([store]) tunes the database.
+type Store struct {
+	// GroupCommitMax (store.group_commit_max) is the most writes committed together in
+	// one transaction. Default: 256.
+	GroupCommitMax int `toml:"group_commit_max"`
+}
+
+// Default returns the production defaults that a config file fills in from.
+func Default() *Config {
+	host := "localhost"
+	if h, err := os.Hostname(); err == nil {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if checkDNSName(h) == "" {
+			host = h
+		}
+	}
+	return &Config{
+		Hostname:  host,
+		DataDir:   "/var/lib/coibox",
+		LogFormat: "text",
+		LogLevel:  "info",
+		Listen: Listen{
+			SMTP:        ":25",
+			Submission:  ":587",
+			Submissions: ":465",
+			IMAP:        ":143",
+			IMAPS:       ":993",
+			HTTP:        ":80",
+			HTTPS:       ":443",
+		},
+		TLS: TLS{
+			Mode:          TLSSelfSigned,
+			ACMEDirectory: LetsEncryptDirectory,
+		},
+		Limits: Limits{
+			MessageSize:               30 * MiB,
+			Recipients:                1000,
+			SMTPConnections:           500,
+			SMTPConnectionsPerIP:      20,
+			SMTPCommandTimeout:        Duration(5 * time.Minute),
+			SMTPDataTimeout:           Duration(10 * time.Minute),
+			IMAPConnectionsPerIP:      50,
+			IMAPConnectionsPerAccount: 100,
+			IMAPIdleTimeout:           Duration(30 * time.Minute),
+			IMAPLineLength:            65536,
+			AuthFailuresPerIP:         10,
+			AuthFailureWindow:         Duration(15 * time.Minute),
+		},
+		Queue: Queue{
+			Lifetime:     Duration(120 * time.Hour),
+			DelayNotice:  Duration(4 * time.Hour),
+			MinRetry:     Duration(5 * time.Minute),
+			MaxRetry:     Duration(4 * time.Hour),
+			RemotePort:   25,
+			SmarthostTLS: SmarthostSTARTTLS,
+		},
+		Store: Store{GroupCommitMax: 256},
+	}
+}
+
+//go:embed local.toml
+var localProfile []byte
+
+// Local returns the embedded local profile: hostname localhost, data in ./coibox-data,
+// a self-signed certificate and listeners on 127.0.0.1 high ports, for trying coibox
+// out without root or DNS.
+func Local() *Config {
+	c, err := Parse(LocalSource, localProfile)
+	if err != nil {
+		// The profile is compiled in and TestLocal loads it, so this is a build defect.
+		panic(err)
+	}
+	return c
+}
+
+// Load reads the config file at path, fills in defaults and validates it. Error
+// messages start with "config <path>:" and name the offending key.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Resolve picks the configuration every subcommand uses: the explicit --config file if
+// given, else ./coibox.toml if it exists, else the embedded local profile. It also
+// returns where the configuration came from, for logging.
+func Resolve(explicit string) (*Config, string, error) {
+	if explicit != "" {
+		c, err := Load(explicit)
+		return c, explicit, err
+	}
+	const def = "coibox.toml"
+	switch _, err := os.Stat(def); {
+	case err == nil:
+		c, err := Load(def)
+		return c, def, err
+	case !errors.Is(err, os.ErrNotExist):
+		// An unreadable ./coibox.toml is a mistake to report, not a reason to silently
+		// run with a different configuration.
+		return nil, def, fmt.Errorf("look for config: %w", err)
+	}
+	return Local(), LocalSource, nil
+}
+
+// Parse is Load for a config already in memory; name stands for the file in messages.
+func Parse(name string, data []byte) (*Config, error) {
+	fail := func(errs ...error) error {
+		for i, e := range errs {
+			errs[i] = fmt.Errorf("config %s: %w", name, e)
+		}
+		return errors.Join(errs...)
+	}
+
+	// A first pass into a plain map catches syntax errors and values of the wrong TOML
+	// type, so that both can be reported by key in plain words rather than as the
+	// decoder's reflection messages.
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fail(fmt.Errorf("line %d, column %d: %s", pe.Position.Line, pe.Position.Col, pe.Message))
+		}
+		return nil, fail(err)
+	}
+	if errs := checkTypes(raw, reflect.TypeFor[Config](), ""); len(errs) > 0 {
+		return nil, fail(errs...)
+	}
+
+	c := Default()
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.LastKey != "" {
+			// Our Size and Duration parsers word their messages for this position.
+			return nil, fail(fmt.Errorf("%s: %s", pe.LastKey, pe.Message))
+		}
+		return nil, fail(err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		var errs []error
+		for _, k := range und {
+			if len(k) > 1 && isUndecodedParent(und, k) {
+				continue
+			}
+			errs = append(errs, unknownKey(k.String()))
+		}
+		return nil, fail(errs...)
+	}
+	if errs := c.check(); len(errs) > 0 {
+		return nil, fail(errs...)
+	}
+	return c, nil
+}
+
+// isUndecodedParent reports whether an ancestor table of k is itself unknown, so that
+// an unknown [table] is reported once rather than once per key inside it.
+func isUndecodedParent(und []toml.Key, k toml.Key) bool {
+	for _, u := range und {
+		if len(u) < len(k) && keyHasPrefix(k, u) {
+			return true
+		}
+	}
+	return false
+}
+
+func keyHasPrefix(k, prefix toml.Key) bool {
+	for i := range prefix {
+		if k[i] != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// unknownKey words the error for a key Config has no field for, with a guess at the
+// intended key since most unknown keys are typos or keys placed in the wrong table.
+func unknownKey(key string) error {
+	if guess := closestKey(key); guess != "" {
+		return fmt.Errorf("unknown key %q (did you mean %q?)", key, guess)
+	}
+	return fmt.Errorf("unknown key %q", key)
+}
+
+// Keys returns every key the config file accepts, as dotted paths in file order.
+func Keys() []string {
+	var keys []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := prefix + f.Tag.Get("toml")
+			if f.Type.Kind() == reflect.Struct && !isText(f.Type) {
+				walk(f.Type, name+".")
+				continue
+			}
+			keys = append(keys, name)
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return keys
+}
+
+// closestKey returns the known key nearest to key: the same last name in another table,
+// else an edit distance of at most two.
+func closestKey(key string) string {
+	keys := Keys()
+	last := key[strings.LastIndex(key, ".")+1:]
+	for _, k := range keys {
+		if k[strings.LastIndex(k, ".")+1:] == last {
+			return k
+		}
+	}
+	best, bestD := "", 3
+	for _, k := range keys {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
