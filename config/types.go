@@ -77,8 +77,8 @@ func (z *Size) UnmarshalText(text []byte) error {
 // MarshalText implements encoding.TextMarshaler so a Config encodes back to TOML.
 func (z Size) MarshalText() ([]byte, error) { return []byte(z.String()), nil }
 
-// String writes z in the largest unit that divides it exactly, preferring binary units,
-// so that it reads like what people write in config files.
+// String writes z in the largest unit that divides it exactly, so that it reads like
+// what people write in config files.
 func (z Size) String() string {
 	if z == 0 {
 		return "0"
@@ -86,7 +86,7 @@ func (z Size) String() string {
 	for _, u := range []struct {
 		name string
 		size Size
-	}{{"TiB", TiB}, {"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB}, {"TB", TB}, {"GB", GB}, {"MB", MB}, {"KB", KB}} {
+	}{{"TiB", TiB}, {"TB", TB}, {"GiB", GiB}, {"GB", GB}, {"MiB", MiB}, {"MB", MB}, {"KiB", KiB}, {"KB", KB}} {
 		if z%u.size == 0 {
 			return strconv.FormatInt(int64(z/u.size), 10) + u.name
 		}
@@ -118,8 +118,18 @@ func (d *Duration) UnmarshalText(text []byte) error {
 // MarshalText implements encoding.TextMarshaler so a Config encodes back to TOML.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// String formats d as time.Duration does.
-func (d Duration) String() string { return time.Duration(d).String() }
+// String formats d as time.Duration does, less zero trailing units ("5m", not "5m0s"),
+// to match how durations are written in config files and messages.
+func (d Duration) String() string {
+	s := time.Duration(d).String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
