@@ -372,10 +372,19 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, fail(err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
+		unknown := make(map[string]bool, len(und))
+		for _, k := range und {
+			unknown[k.String()] = true
+		}
 		var errs []error
 		for _, k := range und {
-			if len(k) > 1 && isUndecodedParent(und, k) {
+			if hasUnknownParent(unknown, k) {
 				continue
+			}
+			if len(errs) == 10 {
+				// A file this far off is probably not a coibox config at all.
+				errs = append(errs, errors.New("more unknown keys follow"))
+				break
 			}
 			errs = append(errs, unknownKey(k.String()))
 		}
@@ -387,24 +396,15 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-// isUndecodedParent reports whether an ancestor table of k is itself unknown, so that
-// an unknown [table] is reported once rather than once per key inside it.
-func isUndecodedParent(und []toml.Key, k toml.Key) bool {
-	for _, u := range und {
-		if len(u) < len(k) && keyHasPrefix(k, u) {
+// hasUnknownParent reports whether an ancestor table of k is itself unknown, so that an
+// unknown [table] is reported once rather than once per key inside it.
+func hasUnknownParent(unknown map[string]bool, k toml.Key) bool {
+	for i := 1; i < len(k); i++ {
+		if unknown[k[:i].String()] {
 			return true
 		}
 	}
 	return false
-}
-
-func keyHasPrefix(k, prefix toml.Key) bool {
-	for i := range prefix {
-		if k[i] != prefix[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // unknownKey words the error for a key Config has no field for, with a guess at the
@@ -438,6 +438,9 @@ func Keys() []string {
 // closestKey returns the known key nearest to key: the same last name in another table,
 // else an edit distance of at most two.
 func closestKey(key string) string {
+	if len(key) > 100 {
+		return "" // no typo of a real key, and the distance would cost time
+	}
 	keys := Keys()
 	last := key[strings.LastIndex(key, ".")+1:]
 	for _, k := range keys {
