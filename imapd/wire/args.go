@@ -131,6 +131,8 @@ func (a *Args) SP() error {
 // End checks that no arguments are left; trailing spaces are tolerated.
 func (a *Args) End() error {
 	if !a.AtEnd() {
+		for a.consume(' ') {
+		}
 		return a.errorf("syntax error: unexpected %q at position %d", clip(a.buf[a.pos:]), a.pos+1)
 	}
 	a.pos = len(a.buf)

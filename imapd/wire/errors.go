@@ -32,11 +32,16 @@ type Error struct {
 	Fatal bool
 }
 
+// Error returns the response line the error calls for, without CRLF.
 func (e *Error) Error() string {
-	if e.Code != "" {
-		return fmt.Sprintf("%s %s [%s] %s", e.Tag, e.Status, e.Code, e.Text)
+	tag, st := e.Tag, e.Status
+	if e.Fatal {
+		tag, st = "*", BYE
 	}
-	return fmt.Sprintf("%s %s %s", e.Tag, e.Status, e.Text)
+	if e.Code != "" {
+		return fmt.Sprintf("%s %s [%s] %s", tag, st, e.Code, e.Text)
+	}
+	return fmt.Sprintf("%s %s %s", tag, st, e.Text)
 }
 
 // AsError returns the *Error in err's chain, if any.

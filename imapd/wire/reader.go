@@ -145,6 +145,8 @@ func (r *Reader) readLine(dst []byte, max int) ([]byte, error) {
 		frag, err := r.br.ReadSlice('\n')
 		if len(dst)-start+len(frag) > max+2 {
 			tail := append([]byte(nil), lastBytes(frag, 32)...)
+			// Keep the head of the line: its tag labels the error.
+			dst = append(dst, frag[:min(len(frag), max-(len(dst)-start))]...)
 			for err == bufio.ErrBufferFull {
 				frag, err = r.br.ReadSlice('\n')
 				if len(frag) >= 32 {
@@ -305,7 +307,10 @@ func (r *Reader) ReadCommand(ctx context.Context) (*Command, error) {
 		if name == "APPEND" {
 			max = lim.MaxAppend
 		}
-		if tooBig || size > max-total || len(lits) >= lim.MaxArgs {
+		if len(lits) >= lim.MaxArgs {
+			return nil, &Error{Tag: tag, Status: BAD, Text: fmt.Sprintf("too many literals (limit %d)", lim.MaxArgs), Fatal: !sync}
+		}
+		if tooBig || size > max-total {
 			e := &Error{Tag: tag, Status: BAD, Text: fmt.Sprintf("literal too large (limit %d bytes)", max), Fatal: !sync}
 			if name == "APPEND" {
 				e.Status, e.Code = NO, CodeTooBig
