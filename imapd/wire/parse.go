@@ -632,39 +632,7 @@ func (c *Command) GetMetadata() (*GetMetadataArgs, error) {
 		return nil, err
 	}
 	if a.Peek() == '(' {
-		err = a.List(func() error {
-			s, err := a.Atom()
-			if err != nil {
-				return err
-			}
-			if err := a.SP(); err != nil {
-				return err
-			}
-			switch strings.ToUpper(s) {
-			case "MAXSIZE":
-				n, err := a.Number()
-				ga.MaxSize = int64(n)
-				return err
-			case "DEPTH":
-				d, err := a.Atom()
-				if err != nil {
-					return err
-				}
-				switch strings.ToLower(d) {
-				case "0":
-					ga.Depth = DepthZero
-				case "1":
-					ga.Depth = DepthOne
-				case "infinity":
-					ga.Depth = DepthInfinity
-				default:
-					return a.errorf("syntax error: DEPTH must be 0, 1 or infinity")
-				}
-				return nil
-			}
-			return a.errorf("unknown GETMETADATA option %s", s)
-		})
-		if err != nil {
+		if err = a.getMetadataOptions(&ga); err != nil {
 			return nil, err
 		}
 		if err = a.SP(); err != nil {
@@ -676,6 +644,15 @@ func (c *Command) GetMetadata() (*GetMetadataArgs, error) {
 	}
 	if err = a.SP(); err != nil {
 		return nil, err
+	}
+	if a.Peek() == '(' && a.optionsAhead() {
+		// go-imap's client puts the options after the mailbox.
+		if err = a.getMetadataOptions(&ga); err != nil {
+			return nil, err
+		}
+		if err = a.SP(); err != nil {
+			return nil, err
+		}
 	}
 	if a.Peek() == '(' {
 		err = a.List(func() error {
@@ -695,6 +672,52 @@ func (c *Command) GetMetadata() (*GetMetadataArgs, error) {
 		return nil, a.errorf("syntax error: no entries")
 	}
 	return &ga, a.End()
+}
+
+func (a *Args) getMetadataOptions(ga *GetMetadataArgs) error {
+	return a.List(func() error {
+		s, err := a.Atom()
+		if err != nil {
+			return err
+		}
+		if err := a.SP(); err != nil {
+			return err
+		}
+		switch strings.ToUpper(s) {
+		case "MAXSIZE":
+			n, err := a.Number()
+			ga.MaxSize = int64(n)
+			return err
+		case "DEPTH":
+			d, err := a.Atom()
+			if err != nil {
+				return err
+			}
+			switch strings.ToLower(d) {
+			case "0":
+				ga.Depth = DepthZero
+			case "1":
+				ga.Depth = DepthOne
+			case "infinity":
+				ga.Depth = DepthInfinity
+			default:
+				return a.errorf("syntax error: DEPTH must be 0, 1 or infinity")
+			}
+			return nil
+		}
+		return a.errorf("unknown GETMETADATA option %s", s)
+	})
+}
+
+// optionsAhead reports whether the list at the cursor holds GETMETADATA
+// options rather than entries, which are paths starting with "/".
+func (a *Args) optionsAhead() bool {
+	save := a.pos
+	defer func() { a.pos = save }()
+	a.pos++
+	for a.consume(' ') {
+	}
+	return a.peekWord("MAXSIZE") || a.peekWord("DEPTH")
 }
 
 // SetMetadataArgs are the arguments of SETMETADATA.

@@ -67,23 +67,23 @@ type parseCase struct {
 	err   string // exact response for a BAD
 }
 
-func parseFetch(c *Command) (any, error)       { return c.Fetch() }
-func parseStore(c *Command) (any, error)       { return c.Store() }
-func parseSearch(c *Command) (any, error)      { return c.Search() }
-func parseList(c *Command) (any, error)        { return c.List() }
-func parseStatus(c *Command) (any, error)      { return c.Status() }
-func parseSelect(c *Command) (any, error)      { return c.Select() }
-func parseGetMeta(c *Command) (any, error)     { return c.GetMetadata() }
-func parseSetMeta(c *Command) (any, error)     { return c.SetMetadata() }
-func parseID(c *Command) (any, error)          { return c.ID() }
-func parseAppend(c *Command) (any, error)      { return c.Append() }
-func parseCopy(c *Command) (any, error)        { return c.Copy() }
-func parseMailbox(c *Command) (any, error)     { return c.Mailbox() }
-func parseAtoms(c *Command) (any, error)       { return c.Atoms() }
-func parseNoArgs(c *Command) (any, error)      { return nil, c.NoArgs() }
-func parseNumSetArg(c *Command) (any, error)   { return c.NumSetArg() }
-func parseLogin(c *Command) (any, error)       { u, p, err := c.Login(); return [2]string{u, p}, err }
-func parseRename(c *Command) (any, error)      { f, t, err := c.Rename(); return [2]string{f, t}, err }
+func parseFetch(c *Command) (any, error)     { return c.Fetch() }
+func parseStore(c *Command) (any, error)     { return c.Store() }
+func parseSearch(c *Command) (any, error)    { return c.Search() }
+func parseList(c *Command) (any, error)      { return c.List() }
+func parseStatus(c *Command) (any, error)    { return c.Status() }
+func parseSelect(c *Command) (any, error)    { return c.Select() }
+func parseGetMeta(c *Command) (any, error)   { return c.GetMetadata() }
+func parseSetMeta(c *Command) (any, error)   { return c.SetMetadata() }
+func parseID(c *Command) (any, error)        { return c.ID() }
+func parseAppend(c *Command) (any, error)    { return c.Append() }
+func parseCopy(c *Command) (any, error)      { return c.Copy() }
+func parseMailbox(c *Command) (any, error)   { return c.Mailbox() }
+func parseAtoms(c *Command) (any, error)     { return c.Atoms() }
+func parseNoArgs(c *Command) (any, error)    { return nil, c.NoArgs() }
+func parseNumSetArg(c *Command) (any, error) { return c.NumSetArg() }
+func parseLogin(c *Command) (any, error)     { u, p, err := c.Login(); return [2]string{u, p}, err }
+func parseRename(c *Command) (any, error)    { f, t, err := c.Rename(); return [2]string{f, t}, err }
 func parseAuthenticate(c *Command) (any, error) {
 	m, ir, has, err := c.Authenticate()
 	return fmt.Sprintf("%s %q %v", m, ir, has), err
@@ -193,6 +193,8 @@ func TestParse(t *testing.T) {
 		{"getmetadata options", `b GETMETADATA (MAXSIZE 1024 DEPTH infinity) "" /private/vendor/vendor.dovecot/coi/config` + "\r\n", parseGetMeta,
 			&GetMetadataArgs{Entries: []string{"/private/vendor/vendor.dovecot/coi/config"}, MaxSize: 1024, Depth: DepthInfinity}, ""},
 		{"getmetadata depth 1", "a02 GETMETADATA (DEPTH 1) INBOX /private/devicetoken\n", parseGetMeta,
+			&GetMetadataArgs{Mailbox: "INBOX", Entries: []string{"/private/devicetoken"}, MaxSize: -1, Depth: DepthOne}, ""},
+		{"getmetadata options after mailbox", "g GETMETADATA INBOX (DEPTH 1) (/private/devicetoken)\r\n", parseGetMeta,
 			&GetMetadataArgs{Mailbox: "INBOX", Entries: []string{"/private/devicetoken"}, MaxSize: -1, Depth: DepthOne}, ""},
 		{"getmetadata bad depth", `b GETMETADATA (DEPTH 2) "" /x` + "\r\n", parseGetMeta, nil, "b BAD syntax error: DEPTH must be 0, 1 or infinity"},
 

@@ -62,10 +62,17 @@ func TestWriter(t *testing.T) {
 		{"text with newline", false, func(w *Writer) { w.NO("a", "", "bad\r\nthing") }, "a NO bad  thing\r\n"},
 		{"error fatal", false, func(w *Writer) { w.WriteError(&Error{Tag: "a", Status: BAD, Text: "literal too large", Fatal: true}) },
 			"* BYE literal too large\r\n"},
-		{"error toobig", false, func(w *Writer) { w.WriteError(&Error{Tag: "a", Status: NO, Code: CodeTooBig, Text: "message too large"}) },
+		{"error toobig", false, func(w *Writer) {
+			w.WriteError(&Error{Tag: "a", Status: NO, Code: CodeTooBig, Text: "message too large"})
+		},
 			"a NO [TOOBIG] message too large\r\n"},
 		{"continue", false, func(w *Writer) { w.Continue("Ready for literal data") }, "+ Ready for literal data\r\n"},
-		{"untagged counts", false, func(w *Writer) { w.Exists(23); w.Recent(0); w.Expunge(3); w.FlagsResponse([]imap.Flag{imap.FlagSeen, "$Chat"}) },
+		{"untagged counts", false, func(w *Writer) {
+			w.Exists(23)
+			w.Recent(0)
+			w.Expunge(3)
+			w.FlagsResponse([]imap.Flag{imap.FlagSeen, "$Chat"})
+		},
 			"* 23 EXISTS\r\n* 0 RECENT\r\n* 3 EXPUNGE\r\n* FLAGS (\\Seen $Chat)\r\n"},
 		{"capability enabled", false, func(w *Writer) { w.Capability("IMAP4rev1", "LITERAL+"); w.Enabled("CONDSTORE") },
 			"* CAPABILITY IMAP4rev1 LITERAL+\r\n* ENABLED CONDSTORE\r\n"},
@@ -143,7 +150,7 @@ func TestWriter(t *testing.T) {
 		}, "* 2 FETCH (BODY[]<100> {5}\r\nhello BINARY[1.2] ~{3}\r\na\x00b BINARY[1] {5}\r\nplain BINARY.SIZE[1] 5 BODY[3] NIL)\r\n"},
 		{"fetch internaldate", false, func(w *Writer) {
 			w.FetchStart(3)
-			w.FetchInternalDate(time.Date(2026, 9, 1, 8, 5, 3, 0, time.FixedZone("", -(7*3600 + 30*60))))
+			w.FetchInternalDate(time.Date(2026, 9, 1, 8, 5, 3, 0, time.FixedZone("", -(7*3600+30*60))))
 			w.FetchEnd()
 		}, "* 3 FETCH (INTERNALDATE \" 1-Sep-2026 08:05:03 -0730\")\r\n"},
 		{"fetch envelope rev1", false, func(w *Writer) { w.FetchStart(4); w.FetchEnvelope(env); w.FetchEnd() },
@@ -155,7 +162,12 @@ func TestWriter(t *testing.T) {
 			w.FetchEnvelope(&imap.Envelope{Subject: "Grüße"})
 			w.FetchEnd()
 		}, "* 5 FETCH (ENVELOPE (NIL \"Grüße\" NIL NIL NIL NIL NIL NIL NIL NIL))\r\n"},
-		{"fetch bodystructure", false, func(w *Writer) { w.FetchStart(6); w.FetchBodyStructure(bs, true); w.FetchBodyStructure(bs, false); w.FetchEnd() },
+		{"fetch bodystructure", false, func(w *Writer) {
+			w.FetchStart(6)
+			w.FetchBodyStructure(bs, true)
+			w.FetchBodyStructure(bs, false)
+			w.FetchEnd()
+		},
 			"* 6 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 12 2 NIL NIL NIL NIL)" +
 				"(\"application\" \"pgp-encrypted\" NIL NIL NIL \"7bit\" 10 NIL (\"attachment\" (\"filename\" \"a.asc\")) (\"en\" \"de\") NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL) " +
 				"BODY ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 12 2)(\"application\" \"pgp-encrypted\" NIL NIL NIL \"7bit\" 10) \"mixed\"))\r\n"},
