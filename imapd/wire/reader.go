@@ -83,18 +83,16 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	return rd
 }
 
-// Reset makes the Reader read from r, e.g. after STARTTLS or COMPRESS.
-// Bytes still buffered from the old source are dropped.
+// Reset makes the Reader read from src, e.g. after STARTTLS or COMPRESS.
+// Bytes still buffered from the old source are not read any more; src may
+// itself read from BufferedReader, so a new buffer is made rather than the
+// old one reset.
 func (r *Reader) Reset(src io.Reader) {
 	if br, ok := src.(*bufio.Reader); ok {
 		r.br = br
 		return
 	}
-	if r.br == nil {
-		r.br = bufio.NewReaderSize(src, 16<<10)
-		return
-	}
-	r.br.Reset(src)
+	r.br = bufio.NewReaderSize(src, 16<<10)
 }
 
 // Buffered returns the number of bytes read from the source but not yet

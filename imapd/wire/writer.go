@@ -21,7 +21,6 @@ type Writer struct {
 
 	bw      *bufio.Writer
 	scratch [64]byte
-	inFetch bool
 	first   bool // no item written yet in the current FETCH response
 }
 
@@ -453,17 +452,16 @@ func (w *Writer) List(cmd string, d *imap.ListData) {
 	}
 	w.bw.WriteByte(' ')
 	w.Mailbox(d.Mailbox)
-	if d.ChildInfo != nil || d.OldName != "" {
+	// CHILDINFO's list may not be empty, and SUBSCRIBED is the only
+	// criterion there is.
+	childInfo := d.ChildInfo != nil && d.ChildInfo.Subscribed
+	if childInfo || d.OldName != "" {
 		w.bw.WriteString(" (")
-		if d.ChildInfo != nil {
-			w.bw.WriteString(`"CHILDINFO" (`)
-			if d.ChildInfo.Subscribed {
-				w.bw.WriteString(`"SUBSCRIBED"`)
-			}
-			w.bw.WriteByte(')')
+		if childInfo {
+			w.bw.WriteString(`"CHILDINFO" ("SUBSCRIBED")`)
 		}
 		if d.OldName != "" {
-			if d.ChildInfo != nil {
+			if childInfo {
 				w.bw.WriteByte(' ')
 			}
 			w.bw.WriteString(`"OLDNAME" (`)
