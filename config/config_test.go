@@ -2,9 +2,12 @@ package config
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -442,17 +445,27 @@ func TestEncodeRoundTrip(t *testing.T) {
 }
 
 // TestReadmeListsEveryKey keeps README-keys.md, from which the user documentation is
-// generated, in step with the Config struct.
+// generated, in step with the Config struct and Default.
 func TestReadmeListsEveryKey(t *testing.T) {
 	data, err := os.ReadFile("README-keys.md")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defaults := literals(reflect.ValueOf(Default()).Elem(), "")
+	// Defaults that depend on the machine or on other keys are described in words.
+	described := map[string]bool{"hostname": true, "tls.acme_cache": true, "limits.imap_literal_size": true}
+
 	inDoc := map[string]bool{}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "| `") {
-			key := strings.TrimPrefix(line, "| `")
-			inDoc[key[:strings.Index(key, "`")]] = true
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		key := strings.Trim(cells[1], " `")
+		inDoc[key] = true
+		def := strings.TrimSpace(cells[2])
+		if want, ok := defaults[key]; ok && !described[key] && def != "`"+want+"`" {
+			t.Errorf("README-keys.md gives %s the default %s, Default has `%s`", key, def, want)
 		}
 	}
 	for _, k := range Keys() {
@@ -464,6 +477,32 @@ func TestReadmeListsEveryKey(t *testing.T) {
 	for k := range inDoc {
 		t.Errorf("README-keys.md lists %q, which is not a key", k)
 	}
+}
+
+// literals writes each field of v as the TOML literal a config file would use.
+func literals(v reflect.Value, prefix string) map[string]string {
+	out := map[string]string{}
+	for i := range v.NumField() {
+		f, fv := v.Type().Field(i), v.Field(i)
+		key := prefix + f.Tag.Get("toml")
+		switch x := fv.Interface().(type) {
+		case Size, Duration:
+			out[key] = strconv.Quote(x.(fmt.Stringer).String())
+		case string:
+			out[key] = strconv.Quote(x)
+		case int:
+			out[key] = strconv.Itoa(x)
+		case []string:
+			q := make([]string, len(x))
+			for i, s := range x {
+				q[i] = strconv.Quote(s)
+			}
+			out[key] = "[" + strings.Join(q, ", ") + "]"
+		default:
+			maps.Copy(out, literals(fv, key+"."))
+		}
+	}
+	return out
 }
 
 func TestValidateAfterChange(t *testing.T) {
