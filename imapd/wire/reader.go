@@ -65,7 +65,10 @@ type LiteralInfo struct {
 type Reader struct {
 	// Continue is called before a synchronizing literal is read. It must
 	// write the continuation request ("+ Ready for literal data") and flush
-	// it; an error from it is returned by ReadCommand.
+	// it. To refuse the literal instead, it returns an *Error without
+	// writing anything (e.g. NO [OVERQUOTA] for an APPEND); ReadCommand
+	// returns that error and the connection goes on. Other errors are
+	// returned wrapped.
 	Continue func(ctx context.Context, lit LiteralInfo) error
 	Limits   Limits
 	// UTF8 says mailbox names are UTF-8 (IMAP4rev2, UTF8=ACCEPT) rather than
@@ -272,7 +275,9 @@ func (r *Reader) ReadCommand(ctx context.Context) (*Command, error) {
 		}
 		n0 := len(buf)
 		var err error
-		buf, err = r.readLine(buf, lim.MaxLine)
+		// MaxLine bounds the text of the whole command, so that a command
+		// split by many literals cannot grow without limit.
+		buf, err = r.readLine(buf, lim.MaxLine-n0)
 		var tl errLineTooLong
 		if errors.As(err, &tl) {
 			if n0 == 0 {
@@ -318,6 +323,11 @@ func (r *Reader) ReadCommand(ctx context.Context) (*Command, error) {
 		}
 		if sync && r.Continue != nil {
 			if err := r.Continue(ctx, LiteralInfo{Tag: tag, Name: name, Size: size, Binary: binary}); err != nil {
+				if e, ok := AsError(err); ok {
+					// Refused (e.g. over quota): the client was not
+					// told to go on, so it abandons the command.
+					return nil, e
+				}
 				return nil, fmt.Errorf("send continuation: %w", err)
 			}
 		}

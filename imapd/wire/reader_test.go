@@ -103,6 +103,8 @@ func TestReadCommand(t *testing.T) {
 			[]string{"a BAD literal too large (limit 10 bytes)"}},
 		{"too many literals", small, "a X {1}\r\n1 {1}\r\n2 {1}\r\n3 {1}\r\n",
 			[]string{"+ 1", "+ 1", "+ 1", "a BAD too many literals (limit 3)"}},
+		{"many short lines add up", small, "a X {1}\r\n" + strings.Repeat("y", 30) + " {1}\r\n" + strings.Repeat("z", 10) + "\r\nb NOOP\r\n",
+			[]string{"+ 1", "+ 1", "a BAD line too long (limit 40 bytes)", "b NOOP|"}},
 		{"eof inside literal", Limits{}, "a X {10}\r\nabc", []string{"+ 10", "io: read literal: unexpected EOF"}},
 		{"eof inside line", Limits{}, "a NOOP", []string{"io: read command: unexpected EOF"}},
 	}
@@ -127,5 +129,24 @@ func TestReadLine(t *testing.T) {
 		if got != want {
 			t.Errorf("ReadLine = %q, want %q", got, want)
 		}
+	}
+}
+
+func TestContinueRefuses(t *testing.T) {
+	r := NewReader(strings.NewReader("a APPEND INBOX {500}\r\nb NOOP\r\n"), Limits{})
+	r.Continue = func(_ context.Context, lit LiteralInfo) error {
+		if lit.Name == "APPEND" && lit.Size > 100 {
+			return &Error{Tag: lit.Tag, Status: NO, Code: CodeOverQuota, Text: "quota exceeded"}
+		}
+		return nil
+	}
+	ctx := context.Background()
+	_, err := r.ReadCommand(ctx)
+	if err == nil || err.Error() != "a NO [OVERQUOTA] quota exceeded" {
+		t.Fatalf("err = %v", err)
+	}
+	cmd, err := r.ReadCommand(ctx)
+	if err != nil || cmd.Tag != "b" {
+		t.Fatalf("next command: %v, %v", cmd, err)
 	}
 }
