@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/store"
+)
+
+// localDomain is the domain the embedded local profile serves from its first start.
+const localDomain = "localhost"
+
+// loadConfig resolves the configuration a command runs with (see config.Resolve).
+func loadConfig(path string) (*config.Config, string, error) {
+	cfg, source, err := config.Resolve(path)
+	if err != nil {
+		// config errors already name the file and the key.
+		return nil, "", err
+	}
+	return cfg, source, nil
+}
+
+// openStore opens the configured store. With the local profile a fresh data directory
+// starts out serving the domain localhost, so that `coibox account add you@localhost`
+// works as the first command as well as after `coibox serve`. fresh reports whether
+// the database did not exist before.
+func openStore(ctx context.Context, cfg *config.Config, source string, log *slog.Logger, observe func(int, time.Duration)) (s *store.Store, fresh bool, err error) {
+	_, statErr := os.Stat(filepath.Join(cfg.DataDir, store.DBFile))
+	fresh = errors.Is(statErr, os.ErrNotExist)
+	s, err = store.Open(ctx, cfg.DataDir, store.Options{
+		GroupCommitMax: cfg.Store.GroupCommitMax,
+		DefaultQuota:   int64(cfg.Limits.Quota),
+		Logger:         log,
+		Observe:        observe,
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	if fresh && source == config.LocalSource {
+		if _, err := s.AddDomain(ctx, localDomain, false); err != nil && !errors.Is(err, store.ErrExists) {
+			s.Close()
+			return nil, false, err
+		}
+	}
+	return s, fresh, nil
+}
+
+// withStore runs fn with the store the config at configPath names, and closes it.
+func withStore(ctx context.Context, configPath string, fn func(*store.Store) error) error {
+	cfg, source, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	s, _, err := openStore(ctx, cfg, source, nil, nil)
+	if err != nil {
+		return err
+	}
+	return errors.Join(fn(s), s.Close())
+}
+
+// subcommand splits "account add x@y --config f" into its verb and the verb's
+// positional arguments, with flags parsed into fs wherever they stand.
+func subcommand(fs *flag.FlagSet, args []string, verbs map[string][2]int) (string, []string, error) {
+	pos, err := parseArgs(fs, args, 0, -1)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(pos) == 0 {
+		return "", nil, usagef("%s: missing subcommand", fs.Name())
+	}
+	verb, rest := pos[0], pos[1:]
+	n, ok := verbs[verb]
+	if !ok {
+		return "", nil, usagef("%s: unknown subcommand %q", fs.Name(), verb)
+	}
+	if len(rest) < n[0] {
+		return "", nil, usagef("%s %s: missing argument", fs.Name(), verb)
+	}
+	if n[1] >= 0 && len(rest) > n[1] {
+		return "", nil, usagef("%s %s: unexpected argument %q", fs.Name(), verb, rest[n[1]])
+	}
+	return verb, rest, nil
+}
+
+func cmdAccount(ctx context.Context, e *env, configPath string, args []string) error {
+	fs := newFlagSet("account")
+	fs.StringVar(&configPath, "config", configPath, "config file")
+	verb, pos, err := subcommand(fs, args, map[string][2]int{
+		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "passwd": {1, 1}, "list": {0, 0},
+	})
+	if err != nil {
+		return err
+	}
+	if verb != "list" {
+		if _, _, err := store.SplitAddress(store.Normalize(pos[0])); err != nil {
+			return usagef("account %s: %v", verb, err)
+		}
+	}
+	// Read the password before opening the store: a mistake on stdin should change
+	// nothing, and creating a data directory for it would be a surprise.
+	var password string
+	var generated bool
+	if verb == "add" || verb == "passwd" {
+		if password, generated, err = readPassword(e.stdin); err != nil {
+			return err
+		}
+	}
+	return withStore(ctx, configPath, func(s *store.Store) error {
+		switch verb {
+		case "add":
+			addr := store.Normalize(pos[0])
+			if _, err := s.AddAccount(ctx, addr, password); err != nil {
+				return explain(err, addr)
+			}
+			fmt.Fprintf(e.stdout, "added account %s\n", addr)
+			if generated {
+				fmt.Fprintf(e.stdout, "password: %s\n", password)
+			}
+		case "passwd":
+			addr := store.Normalize(pos[0])
+			if err := s.SetPassword(ctx, addr, password); err != nil {
+				return explain(err, addr)
+			}
+			fmt.Fprintf(e.stdout, "changed the password of %s\n", addr)
+			if generated {
+				fmt.Fprintf(e.stdout, "password: %s\n", password)
+			}
+		case "del", "delete":
+			addr := store.Normalize(pos[0])
+			if err := s.DeleteAccount(ctx, addr); err != nil {
+				return explain(err, addr)
+			}
+			fmt.Fprintf(e.stdout, "deleted account %s and its mail\n", addr)
+		case "list":
+			accts, err := s.Accounts(ctx)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tMESSAGES\tSIZE\tQUOTA\tLAST LOGIN")
+			for _, a := range accts {
+				quota := "default"
+				switch {
+				case a.Quota == 0:
+					quota = "unlimited"
+				case a.Quota > 0:
+					quota = humanBytes(a.Quota)
+				}
+				last := "never"
+				if !a.LastLogin.IsZero() {
+					last = a.LastLogin.Format(time.DateOnly)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", a.Address, a.UsedMsgs, humanBytes(a.UsedBytes), quota, last)
+			}
+			return tw.Flush()
+		}
+		return nil
+	})
+}
+
+func cmdDomain(ctx context.Context, e *env, configPath string, args []string) error {
+	fs := newFlagSet("domain")
+	fs.StringVar(&configPath, "config", configPath, "config file")
+	chatmail := fs.Bool("chatmail", false, "apply chatmail rules to the domain (domain add)")
+	force := fs.Bool("force", false, "delete the domain's accounts too (domain del)")
+	verb, pos, err := subcommand(fs, args, map[string][2]int{
+		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0},
+	})
+	if err != nil {
+		return err
+	}
+	if *chatmail && verb != "add" {
+		return usagef("domain %s: --chatmail only goes with domain add", verb)
+	}
+	if *force && verb != "del" && verb != "delete" {
+		return usagef("domain %s: --force only goes with domain del", verb)
+	}
+	return withStore(ctx, configPath, func(s *store.Store) error {
+		switch verb {
+		case "add":
+			d, err := s.AddDomain(ctx, pos[0], *chatmail)
+			if err != nil {
+				return explain(err, store.Normalize(pos[0]))
+			}
+			kind := "domain"
+			if d.Chatmail {
+				kind = "chatmail domain"
+			}
+			fmt.Fprintf(e.stdout, "added %s %s\n", kind, d.Name)
+		case "del", "delete":
+			name := store.Normalize(pos[0])
+			if err := s.DeleteDomain(ctx, name, *force); err != nil {
+				if errors.Is(err, store.ErrNotEmpty) {
+					return fmt.Errorf("domain %s still has accounts; delete them first, or use domain del --force %s to delete them with all their mail", name, name)
+				}
+				return explain(err, name)
+			}
+			fmt.Fprintf(e.stdout, "deleted domain %s\n", name)
+		case "list":
+			doms, err := s.Domains(ctx)
+			if err != nil {
+				return err
+			}
+			accts, err := s.Accounts(ctx)
+			if err != nil {
+				return err
+			}
+			count := map[int64]int{}
+			for _, a := range accts {
+				count[a.DomainID]++
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "DOMAIN\tACCOUNTS\tCHATMAIL")
+			for _, d := range doms {
+				cm := "no"
+				if d.Chatmail {
+					cm = "yes"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", d.Name, count[d.ID], cm)
+			}
+			return tw.Flush()
+		}
+		return nil
+	})
+}
+
+func cmdAlias(ctx context.Context, e *env, configPath string, args []string) error {
+	fs := newFlagSet("alias")
+	fs.StringVar(&configPath, "config", configPath, "config file")
+	verb, pos, err := subcommand(fs, args, map[string][2]int{
+		"add": {2, 2}, "del": {1, 2}, "delete": {1, 2}, "list": {0, 0},
+	})
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, configPath, func(s *store.Store) error {
+		switch verb {
+		case "add":
+			addr, dest := store.Normalize(pos[0]), store.Normalize(pos[1])
+			if err := s.AddAlias(ctx, addr, dest); err != nil {
+				return explain(err, addr)
+			}
+			if strings.HasPrefix(addr, "@") {
+				fmt.Fprintf(e.stdout, "added catch-all: mail for unknown addresses at %s goes to %s\n", addr[1:], dest)
+			} else {
+				fmt.Fprintf(e.stdout, "added alias %s → %s\n", addr, dest)
+			}
+		case "del", "delete":
+			addr, dest := store.Normalize(pos[0]), ""
+			if len(pos) == 2 {
+				dest = store.Normalize(pos[1])
+			}
+			if err := s.DeleteAlias(ctx, addr, dest); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					if dest != "" {
+						return fmt.Errorf("no alias %s → %s", addr, dest)
+					}
+					return fmt.Errorf("no alias %s", addr)
+				}
+				return err
+			}
+			if dest != "" {
+				fmt.Fprintf(e.stdout, "deleted alias %s → %s\n", addr, dest)
+			} else {
+				fmt.Fprintf(e.stdout, "deleted alias %s\n", addr)
+			}
+		case "list":
+			aliases, err := s.Aliases(ctx)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ALIAS\tDESTINATION")
+			for _, a := range aliases {
+				fmt.Fprintf(tw, "%s\t%s\n", a.Address, a.Destination)
+			}
+			return tw.Flush()
+		}
+		return nil
+	})
+}
+
+// explain turns the store's sentinel errors into messages that say what to do.
+func explain(err error, name string) error {
+	switch {
+	case errors.Is(err, store.ErrNotLocal):
+		_, domain, _ := store.SplitAddress(strings.Replace(name, "@", "x@", 1))
+		return fmt.Errorf("domain %s is not served here; add it first with: coibox domain add %s", domain, domain)
+	case errors.Is(err, store.ErrExists):
+		return fmt.Errorf("%s already exists", name)
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%s does not exist", name)
+	}
+	return err
+}
+
+// maxPasswordInput bounds what readPassword reads, so a mistaken pipe of a large
+// file fails quickly instead of being hashed.
+const maxPasswordInput = 4096
+
+// readPassword reads the password from stdin: exactly one line, its line ending
+// removed. When stdin is a terminal or empty it generates one instead (generated true),
+// because echoing a typed password is worse than printing a strong one.
+func readPassword(stdin *os.File) (password string, generated bool, err error) {
+	if stdin != nil {
+		if fi, err := stdin.Stat(); err == nil && fi.Mode()&os.ModeCharDevice == 0 {
+			data, err := io.ReadAll(io.LimitReader(bufio.NewReader(stdin), maxPasswordInput+1))
+			if err != nil {
+				return "", false, fmt.Errorf("read password from stdin: %w", err)
+			}
+			if len(data) > maxPasswordInput {
+				return "", false, fmt.Errorf("read password from stdin: more than %d bytes", maxPasswordInput)
+			}
+			line, _ := bytes.CutSuffix(data, []byte("\n"))
+			line, _ = bytes.CutSuffix(line, []byte("\r"))
+			if bytes.ContainsAny(line, "\r\n") {
+				return "", false, errors.New("read password from stdin: expected exactly one line")
+			}
+			if len(line) > 0 {
+				return string(line), false, nil
+			}
+		}
+	}
+	p, err := generatePassword(20)
+	return p, true, err
+}
+
+// passwordAlphabet leaves out characters that are easily misread (0/O, 1/l/I).
+const passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+// generatePassword returns n characters drawn uniformly from passwordAlphabet
+// (about 5.8 bits each, so 20 give some 117 bits).
+func generatePassword(n int) (string, error) {
+	b := make([]byte, n)
+	max := big.NewInt(int64(len(passwordAlphabet)))
+	for i := range b {
+		k, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			return "", fmt.Errorf("generate password: %w", err)
+		}
+		b[i] = passwordAlphabet[k.Int64()]
+	}
+	return string(b), nil
+}
+
+// humanBytes formats a byte count for people: 0 B, 512 B, 1.5 KiB, 30.0 MiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

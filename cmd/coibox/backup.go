@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/coibox/coibox/store"
+)
+
+// backupDirs are the data directory's folders that hold state outside the database:
+// certificates and DKIM keys. Losing them means new keys and a DNS change.
+var backupDirs = []string{"tls", "dkim"}
+
+func cmdBackup(ctx context.Context, e *env, configPath string, args []string) error {
+	fset := newFlagSet("backup")
+	fset.StringVar(&configPath, "config", configPath, "config file")
+	pos, err := parseArgs(fset, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	dst := pos[0]
+	cfg, source, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	if abs, err := filepath.Abs(dst); err == nil {
+		if data, err := filepath.Abs(cfg.DataDir); err == nil && isInside(abs, data) {
+			return fmt.Errorf("backup: %s is inside the data directory %s; choose a directory elsewhere", dst, cfg.DataDir)
+		}
+	}
+	s, _, err := openStore(ctx, cfg, source, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	db, err := s.Backup(ctx, dst)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(db)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "wrote %s (%s, consistent copy of the database)\n", db, humanBytes(fi.Size()))
+	for _, name := range backupDirs {
+		src := filepath.Join(cfg.DataDir, name)
+		if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		n, err := copyTree(src, filepath.Join(dst, name))
+		if err != nil {
+			return fmt.Errorf("backup %s: %w", name, err)
+		}
+		fmt.Fprintf(e.stdout, "wrote %s (%d files)\n", filepath.Join(dst, name), n)
+	}
+	return s.Close()
+}
+
+func isInside(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsLocal(rel)
+}
+
+// copyTree copies the regular files under src to dst keeping their permission bits,
+// which matters for private keys (os.CopyFS would widen them to 0666 less umask).
+// It refuses to overwrite, like store.Backup.
+func copyTree(src, dst string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+		case !info.Mode().IsRegular():
+			return nil // sockets, symlinks: not state worth keeping
+		}
+		if err := copyFile(path, target, info.Mode().Perm()); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	// A backup that is not on disk when the command says "wrote" is not a backup.
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return fmt.Errorf("sync %s: %w", dst, err)
+	}
+	return out.Close()
+}
+
+func cmdVerify(ctx context.Context, e *env, configPath string, args []string) error {
+	fset := newFlagSet("verify")
+	fset.StringVar(&configPath, "config", configPath, "config file")
+	if _, err := parseArgs(fset, args, 0, 0); err != nil {
+		return err
+	}
+	return withStore(ctx, configPath, func(s *store.Store) error {
+		probs, err := s.Verify(ctx)
+		if err != nil {
+			return err
+		}
+		if len(probs) > 0 {
+			fmt.Fprintf(e.stdout, "store %s has %d problems:\n", s.Path(), len(probs))
+			for _, p := range probs {
+				fmt.Fprintf(e.stdout, "  - %s\n", p)
+			}
+			return fmt.Errorf("verify: %d problems found in %s", len(probs), s.Path())
+		}
+		st, err := s.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "store is consistent: %d accounts, %d messages\n", st.Accounts, st.Messages)
+		return nil
+	})
+}

@@ -1,0 +1,204 @@
+// Command coibox is the mail and chat server: `coibox serve` runs every listener, and the
+// other subcommands administer the store (accounts, domains, aliases, backup, verify).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// version is set at link time with -ldflags "-X main.version=v1.2.3"; when it is not,
+// the VCS revision recorded by the Go toolchain stands in.
+var version string
+
+const usageText = `usage: coibox [--config FILE] COMMAND [ARGS]
+
+Commands:
+  serve [--log-format text|json]     run every listener until SIGTERM or SIGINT
+  account add ADDRESS                add an account; the password is read from stdin
+                                     (one line), or generated and printed when stdin
+                                     is a terminal or empty
+  account passwd ADDRESS             set an account's password (stdin as for add)
+  account del ADDRESS                delete an account with all its mail
+  account list                       list accounts
+  domain add [--chatmail] DOMAIN     serve a domain
+  domain del [--force] DOMAIN        stop serving a domain; --force also deletes its
+                                     accounts and their mail
+  domain list                        list domains
+  alias add ADDRESS DESTINATION      deliver mail for ADDRESS to DESTINATION as well;
+                                     ADDRESS "@domain" is the domain's catch-all
+  alias del ADDRESS [DESTINATION]    remove one destination, or the whole alias
+  alias list                         list aliases
+  backup DIR                         copy the database, tls/ and dkim/ into DIR while
+                                     the server runs
+  verify                             check the store's consistency
+  version                            print the version
+
+--config FILE may come before or after the command's arguments. Without it coibox
+reads ./coibox.toml if present, else runs the embedded local profile (127.0.0.1,
+hostname localhost, data in ./coibox-data).
+`
+
+func main() {
+	start := time.Now()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, &env{start: start, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// env is what a command may touch of the process, so that run stays testable.
+type env struct {
+	start          time.Time // process start, for the time-to-listen measurement
+	stdin          *os.File
+	stdout, stderr io.Writer
+}
+
+// usageError is a mistake in the command line: it is reported with the usage text and
+// exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// run executes one command line and returns the process's exit code.
+func run(ctx context.Context, e *env, args []string) int {
+	err := dispatch(ctx, e, args)
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(e.stdout, usageText)
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(e.stderr, "coibox: %s\n\n%s", ue.msg, usageText)
+		return 2
+	default:
+		// One line: the wrapped chain already reads as a sentence.
+		fmt.Fprintf(e.stderr, "coibox: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 1
+	}
+}
+
+func dispatch(ctx context.Context, e *env, args []string) error {
+	// Flags before the command: only --config (and -h).
+	top := newFlagSet("coibox")
+	configPath := top.String("config", "", "config file")
+	if err := top.Parse(args); err != nil {
+		return err
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		return usagef("no command given")
+	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "serve":
+		return cmdServe(ctx, e, *configPath, args)
+	case "account", "accounts":
+		return cmdAccount(ctx, e, *configPath, args)
+	case "domain", "domains":
+		return cmdDomain(ctx, e, *configPath, args)
+	case "alias", "aliases":
+		return cmdAlias(ctx, e, *configPath, args)
+	case "backup":
+		return cmdBackup(ctx, e, *configPath, args)
+	case "verify":
+		return cmdVerify(ctx, e, *configPath, args)
+	case "version":
+		if _, err := parseArgs(newFlagSet("version"), args, 0, 0); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "coibox %s (%s %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "help":
+		return flag.ErrHelp
+	default:
+		return usagef("unknown command %q", name)
+	}
+}
+
+// newFlagSet returns a FlagSet that reports errors to run instead of printing them.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseArgs parses fs's flags wherever they stand among args (the flag package stops at
+// the first positional argument, but `account add a@b --config x` must work) and returns
+// the positional arguments, checking there are between minPos and maxPos of them
+// (maxPos < 0: no limit). Everything after "--" is positional.
+func parseArgs(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error) {
+	var pos, tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%s: %v", fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	pos = append(pos, tail...)
+	switch {
+	case len(pos) < minPos:
+		return nil, usagef("%s: missing argument", fs.Name())
+	case maxPos >= 0 && len(pos) > maxPos:
+		return nil, usagef("%s: unexpected argument %q", fs.Name(), pos[maxPos])
+	}
+	return pos, nil
+}
+
+// versionString is the link-time version, else the VCS revision the build recorded,
+// else the module version ("(devel)" for a plain go build).
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "-dirty"
+			}
+		}
+	}
+	if rev != "" {
+		return rev[:min(len(rev), 12)] + modified
+	}
+	return bi.Main.Version
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/store"
+	"github.com/coibox/coibox/webadmin"
+)
+
+// shutdownGrace is how long running SMTP transactions and HTTP requests may take to
+// finish after SIGTERM before their connections are cut.
+const shutdownGrace = 10 * time.Second
+
+func cmdServe(ctx context.Context, e *env, configPath string, args []string) error {
+	fs := newFlagSet("serve")
+	fs.StringVar(&configPath, "config", configPath, "config file")
+	logFormat := fs.String("log-format", "", "text or json (overrides log_format)")
+	if _, err := parseArgs(fs, args, 0, 0); err != nil {
+		return err
+	}
+	cfg, source, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	switch *logFormat {
+	case "":
+	case "text", "json":
+		cfg.LogFormat = *logFormat
+	default:
+		return usagef("serve: --log-format %q is not text or json", *logFormat)
+	}
+	log := newLogger(e.stderr, cfg)
+
+	// Bind every socket before anything else: the kernel queues connections from here
+	// on, so clients and service managers see the ports open within milliseconds, and
+	// a port already in use fails the start before the store is touched.
+	lns, err := listenAll(cfg)
+	if err != nil {
+		return err
+	}
+	defer lns.closeAll()
+	log.Info("listening", "config", source, "startup", time.Since(e.start).Round(time.Microsecond).String())
+
+	s, fresh, err := openStore(ctx, cfg, source, log.With("pkg", "store"), nil)
+	if err != nil {
+		return err
+	}
+	// The store closes last, after every listener has drained.
+	defer func() {
+		if err := s.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+		log.Info("stopped")
+	}()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	var shutdowns []func(context.Context) error
+
+	if l := lns.get("http"); l != nil {
+		srv := &http.Server{
+			Handler: webadmin.New(webadmin.Options{
+				Health: func(ctx context.Context) error {
+					_, err := s.Domains(ctx)
+					return err
+				},
+				Logger: log.With("pkg", "webadmin"),
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		wg.Go(func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve http: %w", err)
+			}
+		})
+		shutdowns = append(shutdowns, srv.Shutdown)
+	}
+
+	if source == config.LocalSource {
+		printWelcome(ctx, e.stdout, cfg, s, fresh)
+	}
+	log.Info("ready", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "startup", time.Since(e.start).Round(time.Microsecond).String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", shutdownGrace.String())
+	case runErr = <-errc:
+		log.Error("listener failed; shutting down", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var swg sync.WaitGroup
+	for _, sd := range shutdowns {
+		swg.Go(func() {
+			if err := sd(sctx); err != nil {
+				log.Warn("shutdown", "err", err)
+			}
+		})
+	}
+	swg.Wait()
+	wg.Wait()
+	return runErr
+}
+
+// newLogger builds the process logger from log_format and log_level.
+func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// listeners are the bound sockets by listener name (the listen.* key).
+type listeners struct {
+	names []string
+	byKey map[string]net.Listener
+}
+
+func (l *listeners) get(name string) net.Listener { return l.byKey[name] }
+
+func (l *listeners) closeAll() {
+	for _, ln := range l.byKey {
+		ln.Close()
+	}
+}
+
+// listenAll binds every configured listener, closing the ones bound so far if one
+// fails.
+func listenAll(cfg *config.Config) (*listeners, error) {
+	ls := &listeners{byKey: map[string]net.Listener{}}
+	for _, l := range []struct{ name, addr string }{
+		{"smtp", cfg.Listen.SMTP},
+		{"submission", cfg.Listen.Submission},
+		{"submissions", cfg.Listen.Submissions},
+		{"http", cfg.Listen.HTTP},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			ls.closeAll()
+			return nil, fmt.Errorf("listen.%s: %w", l.name, err)
+		}
+		ls.names = append(ls.names, l.name)
+		ls.byKey[l.name] = ln
+	}
+	return ls, nil
+}
+
+// printWelcome tells someone trying the local profile how to reach the server and how
+// to get an account, as long as there is none yet.
+func printWelcome(ctx context.Context, w io.Writer, cfg *config.Config, s *store.Store, fresh bool) {
+	accts, err := s.Accounts(ctx)
+	if err != nil || (len(accts) > 0 && !fresh) {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ncoibox is running with the local profile (data in %s, domain %s).\n", cfg.DataDir, localDomain)
+	for _, l := range []struct{ what, addr string }{
+		{"SMTP (MX)", cfg.Listen.SMTP},
+		{"submission (STARTTLS)", cfg.Listen.Submission},
+		{"submissions (TLS)", cfg.Listen.Submissions},
+		{"IMAP (STARTTLS)", cfg.Listen.IMAP},
+		{"IMAPS (TLS)", cfg.Listen.IMAPS},
+		{"HTTP (/metrics, /healthz)", cfg.Listen.HTTP},
+	} {
+		if l.addr != "" {
+			fmt.Fprintf(&b, "  %-26s %s\n", l.what, l.addr)
+		}
+	}
+	fmt.Fprintf(&b, "The certificate is self-signed: tell your client to accept it.\n")
+	fmt.Fprintf(&b, "Add an account (prints a generated password):\n  coibox account add you@%s\n\n", localDomain)
+	_, _ = io.WriteString(w, b.String())
+}

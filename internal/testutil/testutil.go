@@ -1,0 +1,113 @@
+// Package testutil holds helpers shared by coibox's tests: free TCP ports, building
+// binaries once per test run, and config files that point a server at them.
+package testutil
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment ago.
+// All n listeners are open at once before any is closed, so the ports differ from each
+// other; another process may still take one before the caller binds it, which tests
+// accept as rare.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	ls := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("find free port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// FreePort returns one free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int { return FreePorts(t, 1)[0] }
+
+// Build compiles the Go package pkg (an import path or a ./relative path resolved from
+// the calling test's directory) into dir and returns the binary's path. It is meant for
+// TestMain, so it reports failure as an error rather than through a testing.T.
+func Build(dir, pkg string, extraArgs ...string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(strings.TrimSuffix(pkg, "/")))
+	args := append([]string{"build", "-o", out}, extraArgs...)
+	args = append(args, pkg)
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build %s: %w", pkg, err)
+	}
+	return out, nil
+}
+
+// Listeners are the addresses a test server listens on, all on 127.0.0.1.
+type Listeners struct {
+	SMTP, Submission, Submissions, IMAP, IMAPS, HTTP string
+}
+
+// ServerConfig writes a coibox config file into a fresh temporary directory: data in
+// that directory, hostname localhost, a self-signed certificate and every listener on a
+// free 127.0.0.1 port (HTTPS off). It returns the file's path, the data directory and
+// the listener addresses. extra is appended verbatim, for tables a test adds.
+func ServerConfig(t testing.TB, extra string) (path, dataDir string, l Listeners) {
+	t.Helper()
+	dir := t.TempDir()
+	dataDir = filepath.Join(dir, "data")
+	p := FreePorts(t, 6)
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
+	l = Listeners{addr(0), addr(1), addr(2), addr(3), addr(4), addr(5)}
+	text := fmt.Sprintf(`hostname = "localhost"
+data_dir = %q
+log_level = "debug"
+
+[listen]
+smtp = %q
+submission = %q
+submissions = %q
+imap = %q
+imaps = %q
+http = %q
+https = ""
+
+[tls]
+mode = "selfsigned"
+%s`, dataDir, l.SMTP, l.Submission, l.Submissions, l.IMAP, l.IMAPS, l.HTTP, extra)
+	path = filepath.Join(dir, "coibox.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatalf("write config: %v", err)
+	}
+	return path, dataDir, l
+}
+
+// WaitListening waits until addr accepts TCP connections or timeout passes, and
+// returns how long that took.
+func WaitListening(t testing.TB, addr string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s not listening after %v: %v", addr, timeout, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,53 @@
+// Package webadmin serves coibox's HTTP endpoints. For now that is /metrics for
+// Prometheus and /healthz for load balancers and service managers; the admin UI,
+// autoconfig, MTA-STS policy and /new come later.
+package webadmin
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Options are what the handler serves.
+type Options struct {
+	// Metrics serves /metrics; nil leaves the path unanswered (404).
+	Metrics http.Handler
+	// Health reports whether the server can do its job (e.g. the store answers);
+	// nil means always healthy.
+	Health func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+// healthTimeout bounds one /healthz probe: a store that takes longer than this to
+// answer a trivial read is not healthy, whatever it answers eventually.
+const healthTimeout = 2 * time.Second
+
+// New returns the HTTP handler for the endpoints in opts.
+func New(opts Options) http.Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if opts.Health != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+			defer cancel()
+			if err := opts.Health(ctx); err != nil {
+				log.Warn("health check failed", "err", err)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("unhealthy: " + err.Error() + "\n"))
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
