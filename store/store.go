@@ -45,6 +45,8 @@ type Store struct {
 	closed sync.Once
 	log    *slog.Logger
 	auth   authCache
+	wal    *os.File
+	stmts  map[string]*sql.Stmt // the writer's prepared statements; writer goroutine only
 }
 
 // DBFile is the database's file name inside the data directory.
@@ -71,9 +73,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	path := filepath.Join(dir, DBFile)
-	// synchronous=FULL: in WAL mode NORMAL may lose the last commits on power loss, and a
-	// message acknowledged with 250 must survive that.
-	wdsn := "file:" + path + "?_journal_mode=WAL&_synchronous=FULL&_foreign_keys=1&_busy_timeout=10000&_txlock=immediate&cache=private"
+	// synchronous=NORMAL: SQLite then skips the fsync at commit, and the syncer does it
+	// instead, after the commit and beside the next batch (see syncer). No write is
+	// acknowledged before that fsync, so a message answered with 250 survives power loss.
+	wdsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_foreign_keys=1&_busy_timeout=10000&_txlock=immediate&cache=private"
 	wdb, err := sql.Open("sqlite3", wdsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -89,9 +92,21 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
+	// The WAL exists now (the writer's connection holds it open for the store's life):
+	// keep a handle to fsync it, and make its directory entry durable once.
+	wal, err := os.OpenFile(path+"-wal", os.O_RDWR, 0)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open write-ahead log: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
 	rdsn := "file:" + path + "?_query_only=1&_busy_timeout=10000&_foreign_keys=1&cache=private"
 	rdb, err := sql.Open("sqlite3", rdsn)
 	if err != nil {
+		wal.Close()
 		wdb.Close()
 		return nil, fmt.Errorf("open read pool: %w", err)
 	}
@@ -106,6 +121,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 		log:    opts.Logger,
+		wal:    wal,
+		stmts:  map[string]*sql.Stmt{},
 	}
 	s.feed.init()
 	go s.writer()
@@ -121,7 +138,10 @@ func (s *Store) Close() error {
 	s.closed.Do(func() {
 		close(s.quit)
 		<-s.done
-		err = errors.Join(s.rdb.Close(), s.wdb.Close())
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		err = errors.Join(s.rdb.Close(), s.wdb.Close(), s.wal.Close())
 	})
 	return err
 }
@@ -134,21 +154,44 @@ type Tx struct {
 	tx      *sql.Tx
 	ctx     context.Context
 	touched map[int64]struct{}
-	after   []func()
+	stmts      map[string]*sql.Stmt
+	unprepared map[string]struct{}
 }
 
 // touch marks an account whose change feed must be poked once the batch commits.
 func (t *Tx) touch(accountID int64) { t.touched[accountID] = struct{}{} }
 
+// stmt returns the writer's prepared statement for q. Preparing costs about as much
+// as running a small statement, and the writer runs the same few statements all day.
+func (t *Tx) stmt(q string) *sql.Stmt {
+	st, ok := t.stmts[q]
+	if !ok {
+		// The writer's only connection is busy with this transaction; prepare after
+		// the commit (see prepareNew) and run this one unprepared.
+		t.unprepared[q] = struct{}{}
+		return nil
+	}
+	return t.tx.StmtContext(t.ctx, st)
+}
+
 func (t *Tx) exec(q string, args ...any) (sql.Result, error) {
+	if st := t.stmt(q); st != nil {
+		return st.ExecContext(t.ctx, args...)
+	}
 	return t.tx.ExecContext(t.ctx, q, args...)
 }
 
 func (t *Tx) queryRow(q string, args ...any) *sql.Row {
+	if st := t.stmt(q); st != nil {
+		return st.QueryRowContext(t.ctx, args...)
+	}
 	return t.tx.QueryRowContext(t.ctx, q, args...)
 }
 
 func (t *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(q); st != nil {
+		return st.QueryContext(t.ctx, args...)
+	}
 	return t.tx.QueryContext(t.ctx, q, args...)
 }
 
@@ -176,26 +219,34 @@ func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
 }
 
 func (s *Store) writer() {
-	defer close(s.done)
-	batch := make([]*writeReq, 0, s.opts.GroupCommitMax)
+	syncs := make(chan *committed, 1)
+	syncDone := make(chan struct{})
+	go s.syncer(syncs, syncDone)
+	defer func() {
+		close(syncs)
+		<-syncDone
+		close(s.done)
+	}()
 	for {
-		batch = batch[:0]
+		var batch []*writeReq
 		select {
 		case req := <-s.writes:
-			batch = append(batch, req)
+			batch = append(make([]*writeReq, 0, 16), req)
 		case <-s.quit:
 			// Drain what was queued before Close so no accepted write is lost.
 			for {
 				select {
 				case req := <-s.writes:
-					s.commit([]*writeReq{req})
+					if c := s.commit([]*writeReq{req}); c != nil {
+						syncs <- c
+					}
 				default:
 					return
 				}
 			}
 		}
 	fill:
-		for len(batch) < cap(batch) {
+		for len(batch) < s.opts.GroupCommitMax {
 			select {
 			case req := <-s.writes:
 				batch = append(batch, req)
@@ -203,68 +254,126 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		if c := s.commit(batch); c != nil {
+			// Blocks only while the syncer still holds an earlier batch: then this
+			// batch waits, and the next one grows meanwhile.
+			syncs <- c
+		}
 	}
 }
 
-func (s *Store) commit(batch []*writeReq) {
+// committed is a batch whose transaction committed but may not be on disk yet.
+type committed struct {
+	batch   []*writeReq
+	touched map[int64]struct{}
+	start   time.Time
+}
+
+// syncer makes committed batches durable with one fsync of the WAL, then releases
+// their callers. It runs beside the writer, so the next batch executes and commits
+// while this one's fsync is in flight (pipelined group commit). An fsync covers every
+// commit written before it, so batches that queued up meanwhile share it.
+func (s *Store) syncer(in <-chan *committed, done chan<- struct{}) {
+	defer close(done)
+	for c := range in {
+		cs := []*committed{c}
+	more:
+		for {
+			select {
+			case c2, ok := <-in:
+				if !ok {
+					break more
+				}
+				cs = append(cs, c2)
+			default:
+				break more
+			}
+		}
+		err := s.wal.Sync()
+		if err != nil {
+			err = fmt.Errorf("sync write-ahead log: %w", err)
+			s.log.Error("store: fsync failed; writes are not acknowledged", "err", err)
+		}
+		for _, c := range cs {
+			if s.opts.Observe != nil {
+				s.opts.Observe(len(c.batch), time.Since(c.start))
+			}
+			if err == nil {
+				// Poke after the data is durable and committed: a woken session must
+				// find the change in the database, and it must stay there.
+				for id := range c.touched {
+					s.feed.poke(id)
+				}
+			}
+			for _, r := range c.batch {
+				if r.err == nil {
+					r.err = err
+				}
+				close(r.done)
+			}
+		}
+	}
+}
+
+// commit runs a batch in one transaction. On success it returns the batch for the
+// syncer; on failure it has already answered every caller.
+func (s *Store) commit(batch []*writeReq) *committed {
 	start := time.Now()
 	ctx := context.Background()
-	finish := func(err error) {
+	fail := func(err error) *committed {
 		for _, r := range batch {
 			if r.err == nil {
 				r.err = err
 			}
 			close(r.done)
 		}
+		return nil
 	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		finish(fmt.Errorf("begin transaction: %w", err))
-		return
+		return fail(fmt.Errorf("begin transaction: %w", err))
 	}
-	t := &Tx{tx: tx, ctx: ctx, touched: map[int64]struct{}{}}
+	t := &Tx{tx: tx, ctx: ctx, touched: map[int64]struct{}{}, stmts: s.stmts, unprepared: map[string]struct{}{}}
 	for _, r := range batch {
 		if r.ctx.Err() != nil {
 			r.err = r.ctx.Err()
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		if _, err := t.exec("SAVEPOINT w"); err != nil {
 			r.err = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
-		mark := len(t.after)
 		if err := r.fn(t); err != nil {
 			r.err = err
-			t.after = t.after[:mark]
-			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+			if _, rerr := t.exec("ROLLBACK TO w"); rerr != nil {
 				// The transaction is unusable: fail the whole batch.
 				_ = tx.Rollback()
-				finish(fmt.Errorf("roll back savepoint: %w", rerr))
-				return
+				return fail(fmt.Errorf("roll back savepoint: %w", rerr))
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+		if _, err := t.exec("RELEASE w"); err != nil {
 			_ = tx.Rollback()
-			finish(fmt.Errorf("release savepoint: %w", err))
-			return
+			return fail(fmt.Errorf("release savepoint: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		finish(fmt.Errorf("commit: %w", err))
-		return
+		return fail(fmt.Errorf("commit: %w", err))
 	}
-	if s.opts.Observe != nil {
-		s.opts.Observe(len(batch), time.Since(start))
+	s.prepareNew(t.unprepared)
+	return &committed{batch: batch, touched: t.touched, start: start}
+}
+
+// prepareNew prepares statements first seen in the last batch, while the writer's
+// connection is free between transactions.
+func (s *Store) prepareNew(qs map[string]struct{}) {
+	for q := range qs {
+		if _, ok := s.stmts[q]; ok || len(s.stmts) > 500 {
+			continue
+		}
+		if st, err := s.wdb.Prepare(q); err == nil {
+			s.stmts[q] = st
+		}
 	}
-	for _, f := range t.after {
-		f()
-	}
-	// Poke after the commit: a woken session must find the change in the database.
-	for id := range t.touched {
-		s.feed.poke(id)
-	}
-	finish(nil)
 }
 
 // Write runs fn as one atomic write in the group-committed writer. It is the escape
