@@ -411,7 +411,6 @@ func (s *Store) Authenticate(ctx context.Context, address, password string) (*Ac
 	return a, nil
 }
 
-
 // AddAlias adds a destination to an alias. address may be "@domain" (catch-all).
 func (s *Store) AddAlias(ctx context.Context, address, destination string) error {
 	address, destination = Normalize(address), Normalize(destination)

@@ -33,4 +33,3 @@ func TestBatchSizes(t *testing.T) {
 	el := time.Since(start)
 	t.Logf("%d writes in %d commits (avg %.1f), %.0f msg/s", writes.Load(), commits.Load(), float64(writes.Load())/float64(commits.Load()), 3000/el.Seconds())
 }
-

@@ -151,9 +151,9 @@ func (s *Store) now() time.Time { return s.opts.Now() }
 // Tx is one caller's part of a group-committed transaction. Every write runs inside a
 // savepoint of its own, so one caller's failure rolls back only its own changes.
 type Tx struct {
-	tx      *sql.Tx
-	ctx     context.Context
-	touched map[int64]struct{}
+	tx         *sql.Tx
+	ctx        context.Context
+	touched    map[int64]struct{}
 	stmts      map[string]*sql.Stmt
 	unprepared map[string]struct{}
 }
