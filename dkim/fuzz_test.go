@@ -11,22 +11,29 @@ import (
 // goMsgauthFieldNames reads the header the way go-msgauth's readHeader does, as the
 // oracle headerFields must agree with: Verify pairs its n-th DKIM-Signature with
 // go-msgauth's n-th verification.
-func goMsgauthFieldNames(msg []byte) (names []string, ok bool) {
+func goMsgauthFieldNames(msg []byte) ([]string, bool) {
 	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg)))
+	var raw []string
 	for {
 		l, err := tr.ReadLine()
 		if err != nil {
-			return names, false
+			return nil, false
 		}
 		if l == "" {
-			return names, true
+			break
 		}
-		if len(names) > 0 && (l[0] == ' ' || l[0] == '\t') {
+		if len(raw) > 0 && (l[0] == ' ' || l[0] == '\t') {
+			raw[len(raw)-1] += "\r\n" + l
 			continue
 		}
-		k, _, _ := strings.Cut(l, ":")
-		names = append(names, strings.TrimSpace(k))
+		raw = append(raw, l)
 	}
+	names := make([]string, len(raw))
+	for i, f := range raw {
+		k, _, _ := strings.Cut(f, ":")
+		names[i] = strings.TrimSpace(k)
+	}
+	return names, true
 }
 
 func FuzzHeaderFields(f *testing.F) {
@@ -47,7 +54,7 @@ func FuzzHeaderFields(f *testing.F) {
 			t.Fatalf("%d fields, go-msgauth sees %d", len(fields), len(want))
 		}
 		for i, f := range fields {
-			if !strings.EqualFold(f.name, "DKIM-Signature") != !strings.EqualFold(want[i], "DKIM-Signature") {
+			if f.name != want[i] {
 				t.Fatalf("field %d: %q vs go-msgauth's %q", i, f.name, want[i])
 			}
 			tags := parseTags(f.value)
