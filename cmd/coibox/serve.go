@@ -28,16 +28,15 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
+	if f := *logFormat; f != "" && f != "text" && f != "json" {
+		return usagef("serve: --log-format %q is not text or json", f)
+	}
 	cfg, source, err := loadConfig(configPath)
 	if err != nil {
 		return err
 	}
-	switch *logFormat {
-	case "":
-	case "text", "json":
+	if *logFormat != "" {
 		cfg.LogFormat = *logFormat
-	default:
-		return usagef("serve: --log-format %q is not text or json", *logFormat)
 	}
 	log := newLogger(e.stderr, cfg)
 

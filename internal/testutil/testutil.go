@@ -40,19 +40,20 @@ func FreePorts(t testing.TB, n int) []int {
 // FreePort returns one free TCP port on 127.0.0.1.
 func FreePort(t testing.TB) int { return FreePorts(t, 1)[0] }
 
-// Build compiles the Go package pkg (an import path or a ./relative path resolved from
-// the calling test's directory) into dir and returns the binary's path. It is meant for
-// TestMain, so it reports failure as an error rather than through a testing.T.
-func Build(dir, pkg string, extraArgs ...string) (string, error) {
-	out := filepath.Join(dir, filepath.Base(strings.TrimSuffix(pkg, "/")))
+// Build compiles the Go package pkg (an import path, or a ./relative path resolved from
+// the calling test's directory) to the file out, passing extraArgs (e.g. -ldflags) to
+// go build. It is meant for TestMain, so it reports failure as an error rather than
+// through a testing.T.
+func Build(out, pkg string, extraArgs ...string) error {
 	args := append([]string{"build", "-o", out}, extraArgs...)
 	args = append(args, pkg)
 	cmd := exec.Command("go", args...)
-	cmd.Stderr = os.Stderr
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build %s: %w", pkg, err)
+		return fmt.Errorf("build %s: %w\n%s", pkg, err, stderr.String())
 	}
-	return out, nil
+	return nil
 }
 
 // Listeners are the addresses a test server listens on, all on 127.0.0.1.
