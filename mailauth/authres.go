@@ -113,7 +113,7 @@ func truncate(s string, n int) string {
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + "…"
+	return s[:n] + "..."
 }
 
 // StripForged removes Authentication-Results fields that claim to come from hostname
@@ -121,6 +121,9 @@ func truncate(s string, n int) string {
 // stale. The body is not touched, and msg itself is returned when nothing is removed.
 func StripForged(msg []byte, hostname string) []byte {
 	host := strings.TrimSuffix(hostname, ".")
+	if host == "" {
+		return msg
+	}
 	fields, _ := scanHeader(msg)
 	var out []byte
 	copied := 0

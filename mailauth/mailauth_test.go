@@ -247,23 +247,29 @@ func TestStripForged(t *testing.T) {
 	const body = "\r\nAuthentication-Results: mx.coibox.test; spf=pass\r\n"
 	tests := []struct {
 		name, in, want string
+		host           string // default mx.coibox.test
 	}{
 		{"nothing to strip", "From: a\r\nAuthentication-Results: other.test; spf=pass\r\n" + body,
-			"From: a\r\nAuthentication-Results: other.test; spf=pass\r\n" + body},
-		{"ours", "Authentication-Results: mx.coibox.test; dkim=pass\r\nFrom: a\r\n" + body, "From: a\r\n" + body},
-		{"case and dot", "From: a\r\nauthentication-results:MX.Coibox.Test.;\r\n dkim=pass\r\n\tdmarc=pass\r\n" + body, "From: a\r\n" + body},
-		{"comment and version", "From: a\r\nAuthentication-Results: (forged) mx.coibox.test 1; none\r\nTo: b\r\n" + body, "From: a\r\nTo: b\r\n" + body},
+			"From: a\r\nAuthentication-Results: other.test; spf=pass\r\n" + body, ""},
+		{"ours", "Authentication-Results: mx.coibox.test; dkim=pass\r\nFrom: a\r\n" + body, "From: a\r\n" + body, ""},
+		{"case and dot", "From: a\r\nauthentication-results:MX.Coibox.Test.;\r\n dkim=pass\r\n\tdmarc=pass\r\n" + body, "From: a\r\n" + body, ""},
+		{"comment and version", "From: a\r\nAuthentication-Results: (forged) mx.coibox.test 1; none\r\nTo: b\r\n" + body, "From: a\r\nTo: b\r\n" + body, ""},
 		{"quoted", "Authentication-Results: \"mx.coibox.test\"; none\r\nAuthentication-Results: \"mx.coibox.test.evil\"; none\r\n" + body,
-			"Authentication-Results: \"mx.coibox.test.evil\"; none\r\n" + body},
-		{"last field", "From: a\r\nAuthentication-Results: mx.coibox.test; none\r\n" + body, "From: a\r\n" + body},
-		{"no body", "From: a\r\nAuthentication-Results: mx.coibox.test; none", "From: a\r\n"},
-		{"bare LF", "Authentication-Results: mx.coibox.test; none\nFrom: a\n\nAuthentication-Results: mx.coibox.test\n", "From: a\n\nAuthentication-Results: mx.coibox.test\n"},
-		{"similar prefix kept", "Authentication-Results: mx.coibox.testing; none\r\n" + body, "Authentication-Results: mx.coibox.testing; none\r\n" + body},
+			"Authentication-Results: \"mx.coibox.test.evil\"; none\r\n" + body, ""},
+		{"last field", "From: a\r\nAuthentication-Results: mx.coibox.test; none\r\n" + body, "From: a\r\n" + body, ""},
+		{"no body", "From: a\r\nAuthentication-Results: mx.coibox.test; none", "From: a\r\n", ""},
+		{"bare LF", "Authentication-Results: mx.coibox.test; none\nFrom: a\n\nAuthentication-Results: mx.coibox.test\n", "From: a\n\nAuthentication-Results: mx.coibox.test\n", ""},
+		{"similar prefix kept", "Authentication-Results: mx.coibox.testing; none\r\n" + body, "Authentication-Results: mx.coibox.testing; none\r\n" + body, ""},
+		{"no hostname strips nothing", "Authentication-Results: ; none\r\n" + body, "Authentication-Results: ; none\r\n" + body, "."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := []byte(tt.in)
-			got := StripForged(in, "mx.coibox.test")
+			host := "mx.coibox.test"
+			if tt.host != "" {
+				host = tt.host
+			}
+			got := StripForged(in, host)
 			if string(got) != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
