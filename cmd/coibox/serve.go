@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/metrics"
 	"github.com/coibox/coibox/store"
+	"github.com/coibox/coibox/tlsmgr"
 	"github.com/coibox/coibox/webadmin"
 )
 
@@ -50,7 +53,8 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	defer lns.closeAll()
 	log.Info("listening", "config", source, "startup", time.Since(e.start).Round(time.Microsecond).String())
 
-	s, fresh, err := openStore(ctx, cfg, source, log.With("pkg", "store"), nil)
+	m := metrics.New()
+	s, fresh, err := openStore(ctx, cfg, source, log.With("pkg", "store"), m.ObserveCommit)
 	if err != nil {
 		return err
 	}
@@ -62,25 +66,55 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		log.Info("stopped")
 	}()
 
+	tlsm, err := tlsmgr.New(ctx, tlsmgr.Options{
+		Mode:          tlsmgr.Mode(cfg.TLS.Mode),
+		Hostname:      cfg.Hostname,
+		ExtraNames:    cfg.TLS.ExtraNames,
+		DataDir:       cfg.DataDir,
+		CertFile:      cfg.TLS.CertFile,
+		KeyFile:       cfg.TLS.KeyFile,
+		ACMEEmail:     cfg.TLS.ACMEEmail,
+		ACMEDirectory: cfg.TLS.ACMEDirectory,
+		ACMECache:     cfg.TLS.ACMECache,
+		Domains:       func(ctx context.Context) ([]string, error) { return domainNames(ctx, s) },
+		Logger:        log.With("pkg", "tlsmgr"),
+	})
+	if err != nil {
+		return err
+	}
+
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	var shutdowns []func(context.Context) error
 
-	if l := lns.get("http"); l != nil {
+	web := webadmin.New(webadmin.Options{
+		Metrics: m.Handler(),
+		Health: func(ctx context.Context) error {
+			_, err := s.Domains(ctx)
+			return err
+		},
+		Logger: log.With("pkg", "webadmin"),
+	})
+	for _, name := range []string{"http", "https"} {
+		l := lns.get(name)
+		if l == nil {
+			continue
+		}
+		h := web
+		if name == "http" {
+			// ACME HTTP-01 challenges arrive on plain HTTP.
+			h = tlsm.HTTPHandler(web)
+		} else {
+			l = tls.NewListener(l, tlsm.TLSConfig())
+		}
 		srv := &http.Server{
-			Handler: webadmin.New(webadmin.Options{
-				Health: func(ctx context.Context) error {
-					_, err := s.Domains(ctx)
-					return err
-				},
-				Logger: log.With("pkg", "webadmin"),
-			}),
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 		wg.Go(func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve http: %w", err)
+				errc <- fmt.Errorf("serve %s: %w", name, err)
 			}
 		})
 		shutdowns = append(shutdowns, srv.Shutdown)
@@ -147,6 +181,7 @@ func listenAll(cfg *config.Config) (*listeners, error) {
 		{"submission", cfg.Listen.Submission},
 		{"submissions", cfg.Listen.Submissions},
 		{"http", cfg.Listen.HTTP},
+		{"https", cfg.Listen.HTTPS},
 	} {
 		if l.addr == "" {
 			continue
@@ -186,4 +221,17 @@ func printWelcome(ctx context.Context, w io.Writer, cfg *config.Config, s *store
 	fmt.Fprintf(&b, "The certificate is self-signed: tell your client to accept it.\n")
 	fmt.Fprintf(&b, "Add an account (prints a generated password):\n  coibox account add you@%s\n\n", localDomain)
 	_, _ = io.WriteString(w, b.String())
+}
+
+// domainNames lists the served domains' names, for certificates in ACME mode.
+func domainNames(ctx context.Context, s *store.Store) ([]string, error) {
+	ds, err := s.Domains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Name
+	}
+	return names, nil
 }
