@@ -51,9 +51,20 @@ hostname localhost, data in ./coibox-data).
 
 func main() {
 	start := time.Now()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	// The first SIGTERM or SIGINT starts a graceful stop; a second one means the
+	// operator will not wait for it.
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigc
+		cancel()
+		sig := <-sigc
+		fmt.Fprintf(os.Stderr, "coibox: second %v: exiting without waiting\n", sig)
+		os.Exit(1)
+	}()
 	code := run(ctx, &env{start: start, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
-	stop()
+	cancel()
 	os.Exit(code)
 }
 
