@@ -1,0 +1,68 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestIMAPExtra(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	acc := setup(t, s, "alice@example.org")[0]
+	if got := s.QuotaLimit(acc); got != 0 {
+		t.Errorf("QuotaLimit = %d, want 0 (unlimited default)", got)
+	}
+	mb, err := s.Mailbox(ctx, acc.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := []string{"Subject: one\r\n\r\nbody one", "Subject: two\r\n\r\nbody two", "Subject: three\r\n\r\nbody three"}
+	for _, b := range bodies {
+		if _, _, err := s.Append(ctx, mb.ID, []byte(b), []string{`\Seen`}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		uids  []uint32
+		limit int
+		want  []string
+	}{
+		{"all", []uint32{1, 2, 3}, 0, bodies},
+		{"some", []uint32{3, 1, 7}, 0, []string{bodies[0], bodies[2]}},
+		{"headers", []uint32{2}, 12, []string{"Subject: two"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Bodies(ctx, mb.ID, tc.uids, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d bodies, want %d", len(got), len(tc.want))
+			}
+			for i := range got {
+				if string(got[i].Data) != tc.want[i] {
+					t.Errorf("body %d (uid %d) = %q, want %q", i, got[i].UID, got[i].Data, tc.want[i])
+				}
+			}
+		})
+	}
+	var seen []uint32
+	err = s.ScanMessages(ctx, mb.ID, nil, func(m *Message) error {
+		if len(m.Flags) != 1 || m.Flags[0] != `\Seen` || m.Size == 0 {
+			t.Errorf("row %+v", m)
+		}
+		seen = append(seen, m.UID)
+		return nil
+	})
+	if err != nil || len(seen) != 3 || seen[0] != 1 || seen[2] != 3 {
+		t.Errorf("ScanMessages all = %v, %v", seen, err)
+	}
+	seen = nil
+	err = s.ScanMessages(ctx, mb.ID, []uint32{2}, func(m *Message) error { seen = append(seen, m.UID); return nil })
+	if err != nil || len(seen) != 1 || seen[0] != 2 {
+		t.Errorf("ScanMessages [2] = %v, %v", seen, err)
+	}
+}
