@@ -1,0 +1,294 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/mail"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coibox/coibox/dnsx/dnstest"
+	"github.com/coibox/coibox/internal/testutil"
+	"github.com/coibox/coibox/store"
+)
+
+// coiboxBin is the binary TestMain builds once for the whole suite.
+var coiboxBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "coibox-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	coiboxBin = filepath.Join(dir, "coibox")
+	if err := testutil.Build(coiboxBin, "github.com/coibox/coibox/cmd/coibox"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// domain is the mail domain every test server serves.
+const domain = "e2e.test"
+
+// stopGrace is how long a server may take to exit after SIGTERM. The server's own
+// grace for running transactions is 10s; this leaves room for a loaded machine.
+const stopGrace = 20 * time.Second
+
+// server is one coibox process under test with its config, data and accounts. The
+// config and data outlive the process, so a test can restart it on the same store.
+type server struct {
+	config  string
+	dataDir string
+	addr    testutil.Listeners
+	proc    *testutil.ServerProc
+	// passwords by account address.
+	passwords map[string]string
+}
+
+// options shape a test server.
+type options struct {
+	// users are the local parts of the accounts created on domain.
+	users []string
+	// limits holds lines for the [limits] table, e.g. `recipients = 5`.
+	limits string
+}
+
+// startServer writes a config (every listener on a free 127.0.0.1 port, a self-signed
+// certificate, DNS answered by an in-process server that knows no names, so checks of
+// remote domains are fast and offline), creates the domain and the accounts with the
+// admin subcommands, and starts `coibox serve`. The server is stopped when the test ends;
+// the test fails if it then does not exit cleanly.
+func startServer(t *testing.T, o options) *server {
+	t.Helper()
+	dns := dnstest.New(t)
+	extra := fmt.Sprintf("\n[dns]\nresolver = %q\n", dns.Addr())
+	if o.limits != "" {
+		extra += "\n[limits]\n" + o.limits + "\n"
+	}
+	path, dataDir, addrs := testutil.ServerConfig(t, extra)
+	s := &server{config: path, dataDir: dataDir, addr: addrs, passwords: map[string]string{}}
+	s.mustAdmin(t, "", "domain", "add", domain)
+	for _, u := range o.users {
+		addr := u + "@" + domain
+		pw := "secret-" + u + "-e2e"
+		s.mustAdmin(t, pw+"\n", "account", "add", addr)
+		s.passwords[addr] = pw
+	}
+	s.start(t)
+	t.Cleanup(func() {
+		if s.proc == nil {
+			return
+		}
+		select {
+		case <-s.proc.Done():
+			return // the test ended it on purpose
+		default:
+		}
+		code, err := s.proc.Stop(stopGrace)
+		if err != nil || code != 0 {
+			t.Errorf("server at test end: exit code %d, %v", code, err)
+		}
+		if t.Failed() {
+			t.Logf("server output (tail):\n%s", tail(s.proc.Output(), 80))
+		}
+	})
+	return s
+}
+
+// start runs the server on the existing config and data and waits until its SMTP
+// listeners accept connections.
+func (s *server) start(t *testing.T) {
+	t.Helper()
+	p, err := testutil.StartServerProc(t.Context(), coiboxBin, s.config,
+		[]string{s.addr.SMTP, s.addr.Submission, s.addr.Submissions}, 20*time.Second, nil)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	s.proc = p
+}
+
+// kill ends the server with SIGKILL.
+func (s *server) kill(t *testing.T) {
+	t.Helper()
+	if err := s.proc.Kill(); err != nil {
+		t.Fatalf("kill server: %v", err)
+	}
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// result is what one run of an admin subcommand produced.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// admin runs `coibox --config <config> args...` with stdin.
+func (s *server) admin(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, coiboxBin, append([]string{"--config", s.config}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	code := 0
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("run coibox %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// mustAdmin runs an admin subcommand and fails the test unless it exits 0.
+func (s *server) mustAdmin(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	r := s.admin(t, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("coibox %s: exit code %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// verify runs `coibox verify` and fails the test unless the store is consistent.
+func (s *server) verify(t *testing.T) {
+	t.Helper()
+	r := s.mustAdmin(t, "", "verify")
+	if !strings.Contains(r.stdout, "consistent") {
+		t.Errorf("coibox verify printed %q, want a consistent store", r.stdout)
+	}
+}
+
+// clientTLS is the TLS config of every test client: the server's certificate is
+// self-signed and made at its first start, so there is nothing to verify it against.
+func clientTLS() *tls.Config {
+	return &tls.Config{ServerName: "localhost", InsecureSkipVerify: true} //nolint:gosec // self-signed test server
+}
+
+// stored is a message as the store holds it.
+type stored struct {
+	uid    uint32
+	header mail.Header
+	body   []byte
+}
+
+// inbox reads every message in an account's INBOX straight from the store. Opening the
+// store beside a running server is safe: SQLite's WAL lets readers work while the
+// server writes, and nothing here writes.
+func (s *server) inbox(t *testing.T, address string) []stored {
+	t.Helper()
+	ctx := t.Context()
+	st, err := store.Open(ctx, s.dataDir, store.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	defer st.Close()
+	acct, err := st.Account(ctx, address)
+	if err != nil {
+		t.Fatalf("account %s: %v", address, err)
+	}
+	mb, err := st.Mailbox(ctx, acct.ID, "INBOX")
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // created at the first delivery
+	}
+	if err != nil {
+		t.Fatalf("INBOX of %s: %v", address, err)
+	}
+	_, metas, err := st.Snapshot(ctx, mb.ID)
+	if err != nil {
+		t.Fatalf("read INBOX of %s: %v", address, err)
+	}
+	uids := make([]uint32, len(metas))
+	for i, m := range metas {
+		uids[i] = m.UID
+	}
+	msgs, err := st.Messages(ctx, mb.ID, uids)
+	if err != nil {
+		t.Fatalf("read INBOX of %s: %v", address, err)
+	}
+	out := make([]stored, 0, len(msgs))
+	for _, m := range msgs {
+		body, err := st.Body(ctx, m.BodyID)
+		if err != nil {
+			t.Fatalf("read body of UID %d: %v", m.UID, err)
+		}
+		pm, err := mail.ReadMessage(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("stored message UID %d does not parse: %v\n%s", m.UID, err, body)
+		}
+		out = append(out, stored{uid: m.UID, header: pm.Header, body: body})
+	}
+	return out
+}
+
+// countByMessageID counts the stored messages by their Message-ID field.
+func countByMessageID(msgs []stored) map[string]int {
+	n := make(map[string]int, len(msgs))
+	for _, m := range msgs {
+		n[m.header.Get("Message-Id")]++
+	}
+	return n
+}
+
+// newMessage returns a small message with the given Message-ID (without brackets) and
+// about size bytes of body.
+func newMessage(from, to, msgID string, size int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\nTo: <%s>\r\nSubject: e2e %s\r\nDate: %s\r\nMessage-ID: <%s>\r\n\r\n",
+		from, to, msgID, time.Now().Format(time.RFC1123Z), msgID)
+	line := "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+	for b.Len() < size {
+		b.WriteString(line)
+	}
+	return b.Bytes()
+}
+
+// ackLog records which Message-IDs the server acknowledged with 250 after DATA, from
+// many goroutines.
+type ackLog struct {
+	mu    sync.Mutex
+	acked map[string]bool
+}
+
+func (a *ackLog) add(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.acked == nil {
+		a.acked = map[string]bool{}
+	}
+	a.acked[id] = true
+}
+
+func (a *ackLog) ids() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, 0, len(a.acked))
+	for id := range a.acked {
+		out = append(out, id)
+	}
+	return out
+}
