@@ -15,6 +15,8 @@
 // DC_WORK_DIR             where profiles, logs and generated files go (default: a new
 //                         temporary directory)
 // DC_ARRIVAL_TIMEOUT_MS   how long one arrival may take (default 60000)
+// DC_RUST_LOG             RUST_LOG of the rpc servers (default: the IMAP and SMTP wire
+//                         exchange, kept in DC_WORK_DIR/<device>.wire.log)
 //
 // Each device is its own deltachat-rpc-server process with its own data directory. The
 // three users reach the server through different listeners so that all four are used:
@@ -27,8 +29,9 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startDeltaChat } from "@deltachat/stdio-rpc-server";
-import { C } from "@deltachat/jsonrpc-client";
+import { spawn } from "node:child_process";
+import { getRPCServerPath } from "@deltachat/stdio-rpc-server";
+import { C, StdioDeltaChat } from "@deltachat/jsonrpc-client";
 
 const env = process.env;
 const HOST = env.COIBOX_HOST || "127.0.0.1";
@@ -37,6 +40,9 @@ const ARRIVAL_MS = Number(env.DC_ARRIVAL_TIMEOUT_MS || 60000);
 const WORK =
   env.DC_WORK_DIR || fs.mkdtempSync(path.join(os.tmpdir(), "coibox-dc-"));
 const FILE_SIZE = 1 << 20; // the attachment of scenario 5: 1 MiB
+const RUST_LOG = env.DC_RUST_LOG || "warn,async_imap=trace,async_smtp=debug";
+const DUMP_MAX = 2000; // most log lines printed for one failed scenario
+const LINE_MAX = 600; // wire lines are cut to this many characters when printed
 
 function port(name) {
   const v = Number(env[name]);
@@ -72,8 +78,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Device is one profile: one rpc server process, one account in it. It keeps every event
 // with its arrival time, so a test can wait for an event that happened before it started
-// waiting (mark() before acting, waitFor(..., since) after), and a log of the client's
-// Info/Warning/Error events for failure reports.
+// waiting (mark() before acting, waitFor(..., since) after), and a log for failure
+// reports: the client's Info/Warning/Error events and the IMAP/SMTP wire exchange that
+// the rpc server traces on its stderr.
 class Device {
   constructor(name, user) {
     this.name = name;
@@ -82,13 +89,60 @@ class Device {
     this.dir = path.join(WORK, name);
     fs.mkdirSync(this.dir, { recursive: true });
     this.logFile = path.join(WORK, `${name}.log`);
+    this.wireFile = fs.createWriteStream(path.join(WORK, `${name}.wire.log`));
     this.events = [];
     this.log = [];
     this.waiters = new Set();
-    this.dc = startDeltaChat(this.dir);
+    this.exited = null;
+    this.closing = false;
+    this.proc = spawn(getRPCServerPath(), [], {
+      env: { DC_ACCOUNTS_PATH: this.dir, RUST_LOG, NO_COLOR: "1" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    this.proc.on("error", (err) => this.died(`rpc server: ${err.message}`));
+    this.proc.on("exit", (code, sig) => this.died(`rpc server exited (code ${code}, signal ${sig})`));
+    let rest = "";
+    this.proc.stderr.on("data", (chunk) => {
+      this.wireFile.write(chunk);
+      rest += chunk.toString();
+      const lines = rest.split("\n");
+      rest = lines.pop();
+      for (const l of lines) this.onStderr(l);
+    });
+    this.dc = new StdioDeltaChat(this.proc.stdin, this.proc.stdout, true);
     this.rpc = this.dc.rpc;
     this.acc = 0;
     this.dc.on("ALL", (_acc, ev) => this.onEvent(ev));
+  }
+
+  died(why) {
+    if (this.closing || this.exited) return;
+    this.exited = why;
+    this.note(why);
+    for (const w of this.waiters) w();
+  }
+
+  // onStderr keeps a tracing line of the rpc server, at the time it carries, without
+  // the lines that only say the IMAP decoder waits for more input.
+  onStderr(raw) {
+    const l = raw.replace(/\x1b\[[0-9;]*m/g, "");
+    if (/decode: (incomplete data|input: Ok\(""\))/.test(l)) return;
+    const m = /^(\S+Z)\s+(.*)$/.exec(l);
+    const at = (m && Date.parse(m[1])) || Date.now();
+    const text = (m ? m[2] : l).replace(/^(TRACE|DEBUG|INFO|WARN|ERROR)\s+/, "")
+      .replace(/^async_imap::imap_stream: /, "imap ").replace(/^async_smtp::stream: /, "smtp ");
+    const cut = text.length > LINE_MAX ? `${text.slice(0, LINE_MAX)}… (${text.length} chars)` : text;
+    const entry = { at, line: `${stamp(at)} ${this.name.padEnd(6)} ~ ${cut}`, wire: text };
+    // A reply that arrives in pieces is traced once per piece, each time with all of it
+    // so far: keep only the last, complete one.
+    const last = this.log[this.log.length - 1];
+    if (last?.wire && /^(smtp << |imap decode: input: )/.test(text) &&
+        text.startsWith(last.wire.replace(/"\)$/, ""))) {
+      entry.at = last.at;
+      this.log[this.log.length - 1] = entry;
+    } else {
+      this.log.push(entry);
+    }
   }
 
   onEvent(ev) {
@@ -119,10 +173,6 @@ class Device {
     return this.events.length;
   }
 
-  logMark() {
-    return this.log.length;
-  }
-
   // waitFor resolves with the first event at index >= since for which pred holds (pred
   // may be async); it rejects after timeout ms naming what was awaited.
   waitFor(what, pred, since = 0, timeout = ARRIVAL_MS) {
@@ -138,6 +188,10 @@ class Device {
       };
       const check = async () => {
         if (busy || done) return;
+        if (this.exited) {
+          finish(reject, new Error(`${this.name}: ${this.exited} while waiting for ${what}`));
+          return;
+        }
         busy = true;
         try {
           while (!done && i < this.events.length) {
@@ -213,11 +267,9 @@ class Device {
   }
 
   close() {
-    try {
-      this.dc.close();
-    } catch {
-      // already gone
-    }
+    this.closing = true;
+    this.proc.kill();
+    this.wireFile.end();
   }
 }
 
@@ -237,17 +289,21 @@ function scenario(name, body, { prerequisite = false } = {}) {
       t.skip("an earlier prerequisite scenario failed");
       return;
     }
-    const marks = Object.fromEntries(Object.entries(devices).map(([n, d]) => [n, d.logMark()]));
+    const start = Date.now();
     try {
       await body(t);
     } catch (err) {
       if (prerequisite) prerequisitesFailed = true;
       await sleep(1000); // events trail the failed call: let them arrive
-      const lines = Object.entries(devices).flatMap(([n, d]) => d.log.slice(marks[n] ?? 0));
+      let lines = Object.values(devices).flatMap((d) => d.log.filter((l) => l.at >= start - 50));
       lines.sort((a, b) => a.at - b.at);
-      console.log(`\n----- client logs during "${name}" (all of them: ${WORK}/*.log) -----`);
+      console.log(`\n----- client logs during "${name}": events, and "~" the IMAP/SMTP wire -----`);
+      if (lines.length > DUMP_MAX) {
+        console.log(`(only the last ${DUMP_MAX} of ${lines.length} lines)`);
+        lines = lines.slice(-DUMP_MAX);
+      }
       for (const l of lines) console.log(l.line);
-      console.log("----- end of client logs -----\n");
+      console.log(`----- end of client logs (all of them: ${WORK}/*.log) -----\n`);
       throw err;
     }
   });
