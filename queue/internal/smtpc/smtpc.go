@@ -244,14 +244,17 @@ type Envelope struct {
 type Result struct {
 	Rcpts []Reply
 	Data  Reply
+	// DataSent says the final dot went out: if Send then fails, the server may have
+	// taken the message, and sending it again could duplicate it.
+	DataSent bool
 }
 
 // Send runs one transaction: MAIL, RCPT for each recipient, and, if any was accepted,
 // DATA with the message made of parts (written one after another, dot-stuffed, with
 // line ends normalized to CRLF). The envelope is pipelined when the server allows
 // (RFC 2920). A refused MAIL FROM or DATA is returned as *Error; per-recipient
-// refusals are only in Result. After an error the transaction is reset if the
-// connection still works.
+// refusals are only in Result. Any other error means the connection failed; then the
+// Result, if not nil, says whether the message may have been taken.
 func (c *Client) Send(ctx context.Context, env *Envelope, parts ...[]byte) (*Result, error) {
 	stop := c.watch(ctx)
 	defer stop()
@@ -337,11 +340,12 @@ func (c *Client) Send(ctx context.Context, env *Envelope, parts ...[]byte) (*Res
 	if err := dw.close(); err != nil {
 		return nil, fmt.Errorf("send message: %w", err)
 	}
+	res.DataSent = true
 	if err := c.w.Flush(); err != nil {
-		return nil, fmt.Errorf("send message: %w", err)
+		return res, fmt.Errorf("send message: %w", err)
 	}
 	if res.Data, err = c.read(); err != nil {
-		return nil, fmt.Errorf("read reply to message: %w", err)
+		return res, fmt.Errorf("read reply to message: %w", err)
 	}
 	return res, nil
 }
