@@ -3,14 +3,12 @@
 package deltachat
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coibox/coibox/dnsx/dnstest"
 	"github.com/coibox/coibox/internal/testutil"
 )
 
@@ -59,10 +58,16 @@ func TestDeltaChat(t *testing.T) {
 	p := testutil.FreePorts(t, 6)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
 	smtp, submission, submissions, imap, imaps, httpAddr := addr(0), addr(1), addr(2), addr(3), addr(4), addr(5)
+	// DNS goes to an in-process server that knows no names: every lookup the server
+	// makes (there should be none for local mail) fails fast and offline.
+	dns := dnstest.New(t)
 	cfg := filepath.Join(work, "coibox.toml")
 	writeFile(t, cfg, fmt.Sprintf(`hostname = %q
 data_dir = %q
 log_level = "debug"
+
+[dns]
+resolver = %q
 
 [listen]
 smtp = %q
@@ -75,7 +80,7 @@ https = ""
 
 [tls]
 mode = "selfsigned"
-`, hostname, filepath.Join(work, "data"), smtp, submission, submissions, imap, imaps, httpAddr))
+`, hostname, filepath.Join(work, "data"), dns.Addr(), smtp, submission, submissions, imap, imaps, httpAddr))
 
 	coibox(t, bin, cfg, "", "domain", "add", domain)
 	passwords := map[string]string{}
@@ -84,17 +89,32 @@ mode = "selfsigned"
 		coibox(t, bin, cfg, passwords[u]+"\n", "account", "add", u+"@"+domain)
 	}
 
-	srvLog := filepath.Join(work, "coibox.log")
-	stopServer := startServer(t, bin, cfg, srvLog)
-	serverFailed := func() {
-		t.Logf("coibox log (last 300 lines of %s):\n%s", srvLog, tail(srvLog, 300))
+	srvLog, err := os.Create(filepath.Join(work, "coibox.log"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, a := range map[string]string{"imap": imap, "imaps": imaps, "submission": submission, "submissions": submissions} {
-		if !listening(a, 20*time.Second) {
-			stopServer()
-			serverFailed()
-			t.Fatalf("coibox serve does not listen on listen.%s (%s) after 20s", name, a)
-		}
+	t.Cleanup(func() { srvLog.Close() }) // after the server stops: cleanups run last-in first-out
+	srv, err := testutil.StartServerProc(t.Context(), bin, cfg,
+		[]string{imap, imaps, submission, submissions}, 30*time.Second, srvLog)
+	if err != nil {
+		t.Fatalf("coibox serve (listen.imap %s, listen.imaps %s, listen.submission %s, listen.submissions %s): %v",
+			imap, imaps, submission, submissions, err)
+	}
+	var stopOnce sync.Once
+	var stopErr error
+	stopServer := func() error {
+		stopOnce.Do(func() {
+			code, err := srv.Stop(20 * time.Second)
+			if err == nil && code != 0 {
+				err = fmt.Errorf("exit code %d", code)
+			}
+			stopErr = err
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stopServer() })
+	serverFailed := func() {
+		t.Logf("coibox log (tail of %s):\n%s", srvLog.Name(), tail(srv.Output(), 300))
 	}
 
 	budget := nodeBudget
@@ -176,53 +196,6 @@ func coibox(t *testing.T, bin, cfg, stdin string, args ...string) {
 	}
 }
 
-// startServer starts `coibox serve` with its output in logPath and returns a function
-// that stops it with SIGTERM (SIGKILL after 15 s) and reports how it ended. The
-// function is also run at cleanup, so the server never outlives the test.
-func startServer(t *testing.T, bin, cfg, logPath string) func() error {
-	t.Helper()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", cfg, "serve")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start coibox serve: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); logf.Close() }()
-	var once sync.Once
-	var result error
-	stop := func() error {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case result = <-done:
-			case <-time.After(15 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-				result = fmt.Errorf("still running 15s after SIGTERM; killed")
-			}
-		})
-		return result
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
-func listening(addr string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
 func randomPassword(t *testing.T) string {
 	b := make([]byte, 12)
 	if _, err := rand.Read(b); err != nil {
@@ -238,22 +211,9 @@ func writeFile(t *testing.T, path, text string) {
 	}
 }
 
-// tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 2*n {
-			lines = lines[len(lines)-n:]
-		}
-	}
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
