@@ -118,6 +118,9 @@ func (s *server) start(t *testing.T) {
 		t.Fatalf("start server: %v", err)
 	}
 	s.proc = p
+	if err := p.WaitHealthy(t.Context(), "http://"+s.addr.HTTP+"/healthz", 20*time.Second); err != nil {
+		t.Fatalf("start server: %v", err)
+	}
 }
 
 // kill ends the server with SIGKILL.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"sync"
@@ -106,6 +107,39 @@ func (p *ServerProc) waitAddr(ctx context.Context, addr string, deadline time.Ti
 		}
 		time.Sleep(pause)
 		pause = min(pause*2, 5*time.Millisecond)
+	}
+}
+
+// WaitHealthy polls url (the server's /healthz) until it answers 200 OK, at most
+// timeout. The listeners open before the store does, so a server that accepts
+// connections may still be starting; this waits until it is ready to do work.
+func (p *ServerProc) WaitHealthy(ctx context.Context, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(timeout)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("health check: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("health check: server exited: %v\n%s", p.err, p.Output())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("health check %s: not healthy after %v: %w", url, timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
