@@ -1,0 +1,85 @@
+package deliver
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/coibox/coibox/metrics"
+)
+
+// Reply refuses a recipient or a message with an SMTP reply. SMTP sends it as is;
+// other protocols (HTTP /mxdeliv, IMAP APPEND) translate it. Every refusal the
+// pipeline makes is a *Reply; any other error from it is an internal failure that
+// callers answer with a temporary error.
+type Reply struct {
+	Code     int    // 4xx or 5xx
+	Enhanced [3]int // RFC 3463 enhanced status code
+	Message  string
+	// Reason is the metrics label (metrics.Reason*) the refusal is counted under.
+	Reason string
+}
+
+func (r *Reply) Error() string {
+	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Message)
+}
+
+// Temporary reports whether the client should try again later (a 4xx reply).
+func (r *Reply) Temporary() bool { return r.Code/100 == 4 }
+
+// AsReply returns err's *Reply if it has one.
+func AsReply(err error) (*Reply, bool) {
+	var r *Reply
+	ok := errors.As(err, &r)
+	return r, ok
+}
+
+func reply(code int, e1, e2, e3 int, reason, format string, args ...any) *Reply {
+	return &Reply{Code: code, Enhanced: [3]int{e1, e2, e3}, Message: fmt.Sprintf(format, args...), Reason: reason}
+}
+
+// The refusals the pipeline itself makes. Their texts follow Postfix's, which clients
+// and the chatmail tests (spec/chatmail.md §7, §8) recognise.
+
+func errUnknownUser(addr string) *Reply {
+	return reply(550, 5, 1, 1, metrics.ReasonUnknownUser, "<%s>: Recipient address rejected: User unknown", addr)
+}
+
+func errRelayDenied(addr string) *Reply {
+	return reply(550, 5, 7, 1, metrics.ReasonRelayDenied, "<%s>: Relay access denied", addr)
+}
+
+func errMailboxFull(addr string) *Reply {
+	return reply(552, 5, 2, 2, metrics.ReasonQuota, "<%s>: mailbox full", addr)
+}
+
+func errTooManyRcpts(max int) *Reply {
+	return reply(452, 4, 5, 3, metrics.ReasonTooManyRcpts, "Too many recipients (at most %d per message)", max)
+}
+
+func errBadAddress(addr string) *Reply {
+	return reply(501, 5, 1, 3, metrics.ReasonSyntax, "<%s>: Bad recipient address syntax", addr)
+}
+
+// ErrAuthRequired refuses a submission transaction without a login.
+var ErrAuthRequired = &Reply{Code: 530, Enhanced: [3]int{5, 7, 0}, Message: "Authentication required", Reason: metrics.ReasonAuthRequired}
+
+func errSenderNotOwned(addr, login string) *Reply {
+	return reply(553, 5, 7, 1, metrics.ReasonSenderMismatch, "<%s>: Sender address rejected: not owned by user %s", addr, login)
+}
+
+func errFromNotOwned(addr, login string) *Reply {
+	return reply(550, 5, 7, 1, metrics.ReasonSenderMismatch, "From header address <%s> not owned by user %s", addr, login)
+}
+
+func errBadFrom(why string) *Reply {
+	return reply(550, 5, 7, 1, metrics.ReasonSenderMismatch, "Invalid FROM header: %s", why)
+}
+
+// ErrTooBig refuses a message over the size limit.
+var ErrTooBig = &Reply{Code: 552, Enhanced: [3]int{5, 3, 4}, Message: "Message size exceeds fixed limit", Reason: metrics.ReasonTooBig}
+
+func errTooManyHops(n int) *Reply {
+	return reply(554, 5, 4, 6, metrics.ReasonPolicy, "Too many hops (%d Received header fields): mail loop?", n)
+}
+
+var errNoRecipients = &Reply{Code: 554, Enhanced: [3]int{5, 5, 1}, Message: "No valid recipients", Reason: metrics.ReasonPolicy}
