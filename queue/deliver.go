@@ -47,6 +47,8 @@ type failure struct {
 	status string
 	msg    string
 	remote string
+	// reply is set when a server's reply is the reason; it is then the diagnostic.
+	reply string
 	// plainRetry: STARTTLS failed on a connection that did not need it; the same host
 	// is worth trying again without TLS (opportunistic TLS must not make mail stick).
 	plainRetry bool
@@ -57,6 +59,9 @@ type failure struct {
 func (f *failure) Error() string { return f.diag() }
 
 func (f *failure) diag() string {
+	if f.reply != "" {
+		return f.reply
+	}
 	return strconv.Itoa(f.code) + " " + f.status + " " + f.msg
 }
 
@@ -74,7 +79,7 @@ func replyFailure(host string, rep smtpc.Reply) *failure {
 	if st == "" {
 		st = strconv.Itoa(rep.Code/100) + ".0.0"
 	}
-	return &failure{perm: rep.Permanent(), code: rep.Code, status: st, msg: rep.String(), remote: host}
+	return &failure{perm: rep.Permanent(), code: rep.Code, status: st, msg: rep.Text(), reply: rep.String(), remote: host}
 }
 
 // worker delivers the jobs of one destination; it resolves the destination once and
