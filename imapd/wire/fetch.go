@@ -108,6 +108,14 @@ func (w *Writer) FetchBinarySize(name string, size uint32) {
 	w.Number(uint64(size))
 }
 
+// FetchRaw writes an item whose value was rendered ahead of time, such as an
+// ENVELOPE kept since delivery: name (with its trailing space, e.g.
+// "ENVELOPE ") and then value unchanged.
+func (w *Writer) FetchRaw(name string, value []byte) {
+	w.item(name)
+	w.bw.Write(value)
+}
+
 // FetchEnvelope writes "ENVELOPE (…)".
 func (w *Writer) FetchEnvelope(env *imap.Envelope) {
 	w.item("ENVELOPE ")

@@ -153,6 +153,12 @@ func TestWriter(t *testing.T) {
 			w.FetchInternalDate(time.Date(2026, 9, 1, 8, 5, 3, 0, time.FixedZone("", -(7*3600+30*60))))
 			w.FetchEnd()
 		}, "* 3 FETCH (INTERNALDATE \" 1-Sep-2026 08:05:03 -0730\")\r\n"},
+		{"fetch raw item", false, func(w *Writer) {
+			w.FetchStart(5)
+			w.FetchRaw("ENVELOPE ", []byte("(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)"))
+			w.FetchUID(9)
+			w.FetchEnd()
+		}, "* 5 FETCH (ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) UID 9)\r\n"},
 		{"fetch envelope rev1", false, func(w *Writer) { w.FetchStart(4); w.FetchEnvelope(env); w.FetchEnd() },
 			"* 4 FETCH (ENVELOPE (\"Tue, 01 Sep 2026 08:05:03 +0200\" \"=?utf-8?q?Gr=C3=BC=C3=9Fe?=\" " +
 				"((\"Alice \\\"A\\\"\" NIL \"alice\" \"example.org\")) NIL NIL " +

@@ -1,0 +1,408 @@
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/coibox/coibox/imapd/wire"
+	"github.com/coibox/coibox/store"
+)
+
+// Limits bound what one client may cost. Zero fields take DefaultLimits' values.
+type Limits struct {
+	MaxLine        int   // bytes in a command line, literals excluded
+	MaxLiteral     int64 // bytes of literals in one command other than APPEND
+	MaxMessageSize int64 // APPEND limit (APPENDLIMIT), same as the SMTP message size
+	MaxDepth       int   // nesting of lists and search keys
+	MaxArgs        int   // tokens in one command
+
+	MaxConnsPerIP      int // concurrent connections from one client address
+	MaxConnsPerAccount int // concurrent logged-in connections of one account
+
+	// IdleTimeout ends a connection that sends nothing for that long, before and after
+	// login (RFC 9051 §5.4: at least 30 minutes); it also bounds one IDLE.
+	IdleTimeout time.Duration
+	// KeepAlive is how often an IDLE connection hears "* OK Still here", which keeps
+	// NAT mappings open.
+	KeepAlive time.Duration
+	// WriteTimeout bounds each write to a client that stopped reading.
+	WriteTimeout time.Duration
+
+	MaxMetadataValue   int64 // bytes of one METADATA value
+	MaxMetadataEntries int   // METADATA entries one account may hold
+
+	// AccountFailures failed logins on one account within AccountFailureWindow lock
+	// that account's password logins until the window has passed; each failure
+	// beyond half of that also slows the answer by a second. A success does not reset
+	// the count: Delta Chat logs in often, and each of its logins would otherwise
+	// buy a guesser a fresh allowance.
+	AccountFailures      int
+	AccountFailureWindow time.Duration
+}
+
+// DefaultLimits returns the limits used for zero fields.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxLine:              64 << 10,
+		MaxLiteral:           1 << 20,
+		MaxMessageSize:       30 << 20,
+		MaxDepth:             32,
+		MaxArgs:              10000,
+		MaxConnsPerIP:        50,
+		MaxConnsPerAccount:   100,
+		IdleTimeout:          30 * time.Minute,
+		KeepAlive:            2 * time.Minute,
+		WriteTimeout:         5 * time.Minute,
+		MaxMetadataValue:     64 << 10,
+		MaxMetadataEntries:   500,
+		AccountFailures:      30,
+		AccountFailureWindow: 15 * time.Minute,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	set := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set64 := func(v *int64, def int64) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setD := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&l.MaxLine, d.MaxLine)
+	set64(&l.MaxLiteral, d.MaxLiteral)
+	set64(&l.MaxMessageSize, d.MaxMessageSize)
+	set(&l.MaxDepth, d.MaxDepth)
+	set(&l.MaxArgs, d.MaxArgs)
+	set(&l.MaxConnsPerIP, d.MaxConnsPerIP)
+	set(&l.MaxConnsPerAccount, d.MaxConnsPerAccount)
+	setD(&l.IdleTimeout, d.IdleTimeout)
+	setD(&l.KeepAlive, d.KeepAlive)
+	setD(&l.WriteTimeout, d.WriteTimeout)
+	set64(&l.MaxMetadataValue, d.MaxMetadataValue)
+	set(&l.MaxMetadataEntries, d.MaxMetadataEntries)
+	set(&l.AccountFailures, d.AccountFailures)
+	setD(&l.AccountFailureWindow, d.AccountFailureWindow)
+	return l
+}
+
+// AuthLimiter slows down and locks out client addresses that keep failing to log in;
+// *authlimit.Limiter, shared with SMTP submission, implements it.
+type AuthLimiter interface {
+	Allow(ip netip.Addr) bool
+	Fail(ip netip.Addr) time.Duration
+	Succeed(ip netip.Addr)
+}
+
+// Metrics are optional hooks; nil fields are skipped.
+type Metrics struct {
+	// Connections is called with +1 when a connection starts and -1 when it ends.
+	Connections func(delta int)
+	// Login reports each login attempt's outcome.
+	Login func(ok bool)
+	// Command reports each command: its name, its status (OK, NO, BAD) and duration.
+	Command func(name, status string, d time.Duration)
+}
+
+// MetadataEntry is a METADATA entry handed to or returned by a MetadataHook. A nil
+// Value is NIL: deletion on SET, absence on GET.
+type MetadataEntry struct {
+	Name  string
+	Value []byte
+}
+
+// MetadataHook lets chat features (COI, XDELTAPUSH) own METADATA entries: every entry
+// for which Owns reports true goes to the hook instead of the store.
+type MetadataHook interface {
+	// Owns reports whether the hook serves entry (lower case) of mailbox ("" for the
+	// server entries); depth > 0 GETs ask for descendants too.
+	Owns(mailbox, entry string) bool
+	// GetMetadata returns the entries it has among names (and their descendants to
+	// depth: 0, 1, or -1 for infinity). Missing entries may be left out.
+	GetMetadata(ctx context.Context, acc *store.Account, mailbox string, names []string, depth int) ([]MetadataEntry, error)
+	// SetMetadata applies entries all-or-nothing. A *CommandError is sent to the
+	// client as NO [code] text; other errors as a server failure.
+	SetMetadata(ctx context.Context, acc *store.Account, mailbox string, entries []MetadataEntry) error
+}
+
+// CommandError is a failure a hook wants the client to see: "NO [Code] Text".
+type CommandError struct {
+	Code string // e.g. "CANNOT"; may be empty
+	Text string
+}
+
+func (e *CommandError) Error() string { return e.Text }
+
+// Options configure a Server.
+type Options struct {
+	// Hostname names the server in the greeting.
+	Hostname string
+	Store    *store.Store
+	// TLSConfig enables STARTTLS, or is the implicit TLS configuration. Without it,
+	// the listener is plaintext and logins are allowed on it (tests, local use).
+	TLSConfig *tls.Config
+	// ImplicitTLS serves TLS from the first byte (port 993); otherwise STARTTLS is
+	// offered and LOGIN/AUTHENTICATE refused until it ran (port 143).
+	ImplicitTLS bool
+	Limits      Limits
+	// AuthLimiter limits failed logins per client address; nil: no per-address limit.
+	AuthLimiter AuthLimiter
+	// Authenticate replaces store.Authenticate for logins, e.g. to create chatmail
+	// accounts on first login; it returns store.ErrAuthFailed for a bad login.
+	Authenticate func(ctx context.Context, user, pass string) (*store.Account, error)
+	Logger       *slog.Logger
+	Metrics      Metrics
+	// ExtraCapabilities lists capabilities added after login for an account
+	// (XCHATMAIL, XDELTAPUSH, COI…).
+	ExtraCapabilities func(acc *store.Account) []string
+	// MetadataHook intercepts METADATA entries it owns; nil: all go to the store.
+	MetadataHook MetadataHook
+	// Compress advertises and allows COMPRESS=DEFLATE (costs ~300 KiB per connection
+	// that uses it).
+	Compress bool
+}
+
+// Server serves IMAP on any number of listeners.
+type Server struct {
+	opts   Options
+	lim    Limits
+	log    *slog.Logger
+	st     *store.Store
+	writer sync.Pool // *wire.Writer, borrowed per burst of output
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[netip.Addr]int
+	perAcct   map[int64]int
+	closing   bool
+	done      chan struct{} // closed when closing and no session is left
+	fails     accountFailures
+}
+
+// New returns a Server; Serve starts it.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Hostname == "" {
+		opts.Hostname = "localhost"
+	}
+	s := &Server{
+		opts:      opts,
+		lim:       opts.Limits.withDefaults(),
+		log:       opts.Logger,
+		st:        opts.Store,
+		listeners: map[net.Listener]struct{}{},
+		sessions:  map[*session]struct{}{},
+		perIP:     map[netip.Addr]int{},
+		perAcct:   map[int64]int{},
+		done:      make(chan struct{}),
+	}
+	s.fails.init()
+	s.writer.New = func() any { return wire.NewWriter(nil) }
+	return s
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("imapd: server closed")
+
+// Serve accepts connections on l until Shutdown or ctx ends. With ImplicitTLS, l
+// carries plain TCP and Serve does the TLS handshake.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || ctx.Err() != nil {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off, keep serving.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("imap: accept", "err", err, "retry", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("imap accept: %w", err)
+		}
+		delay = 0
+		go s.serveConn(ctx, c)
+	}
+}
+
+// Shutdown stops accepting, tells every session goodbye (after its running command)
+// and waits for them until ctx ends, then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.interrupt()
+	}
+	if len(s.sessions) == 0 {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.conn.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// addSession registers a connection; it fails when the client address has too many.
+func (s *Server) addSession(sess *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	if s.perIP[sess.ip] >= s.lim.MaxConnsPerIP {
+		return fmt.Errorf("too many connections from %s (limit %d)", sess.ip, s.lim.MaxConnsPerIP)
+	}
+	s.perIP[sess.ip]++
+	s.sessions[sess] = struct{}{}
+	return nil
+}
+
+func (s *Server) removeSession(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sessions[sess]; !ok {
+		return
+	}
+	delete(s.sessions, sess)
+	if s.perIP[sess.ip]--; s.perIP[sess.ip] <= 0 {
+		delete(s.perIP, sess.ip)
+	}
+	if sess.acc != nil {
+		s.releaseAccount(sess.acc.ID)
+	}
+	if s.closing && len(s.sessions) == 0 {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+}
+
+// claimAccount counts a login; it fails when the account has too many connections.
+func (s *Server) claimAccount(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perAcct[id] >= s.lim.MaxConnsPerAccount {
+		return false
+	}
+	s.perAcct[id]++
+	return true
+}
+
+// releaseAccount is called with s.mu held.
+func (s *Server) releaseAccount(id int64) {
+	if s.perAcct[id]--; s.perAcct[id] <= 0 {
+		delete(s.perAcct, id)
+	}
+}
+
+// accountFailures counts failed logins per account name, bounded in memory.
+type accountFailures struct {
+	mu sync.Mutex
+	m  map[string]*failEntry
+}
+
+type failEntry struct {
+	n     int
+	first time.Time
+}
+
+const maxFailEntries = 100000
+
+func (f *accountFailures) init() { f.m = map[string]*failEntry{} }
+
+// count returns the failures recorded for name within window.
+func (f *accountFailures) count(name string, window time.Duration, now time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.m[name]
+	if e == nil {
+		return 0
+	}
+	if now.Sub(e.first) > window {
+		delete(f.m, name)
+		return 0
+	}
+	return e.n
+}
+
+func (f *accountFailures) fail(name string, window time.Duration, now time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.m[name]
+	if e == nil || now.Sub(e.first) > window {
+		if len(f.m) >= maxFailEntries {
+			for k, v := range f.m {
+				if now.Sub(v.first) > window || len(f.m) >= maxFailEntries {
+					delete(f.m, k)
+				}
+			}
+		}
+		e = &failEntry{first: now}
+		f.m[name] = e
+	}
+	e.n++
+	return e.n
+}
