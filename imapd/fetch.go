@@ -211,7 +211,7 @@ func (s *session) writeFetch(fa *wire.FetchArgs, m *store.Message, body []byte) 
 			w.FetchRaw("ENVELOPE ", sum.envelope(s.utf8))
 		} else {
 			hdr, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body[:headerLen(body)])))
-			w.FetchEnvelope(imapserver.ExtractEnvelope(hdr))
+			w.FetchEnvelope(envelope(hdr))
 		}
 	}
 	if bs := o.BodyStructure; bs != nil {

@@ -78,7 +78,7 @@ func summaryField(name string) (searchField, bool) {
 func Summarize(body []byte) []byte {
 	hlen := headerLen(body)
 	hdr, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(body[:hlen])))
-	env := imapserver.ExtractEnvelope(hdr)
+	env := envelope(hdr)
 	bs := imapserver.ExtractBodyStructure(bytes.NewReader(body))
 
 	var search strings.Builder
@@ -121,6 +121,19 @@ func Summarize(body []byte) []byte {
 	out = appendBytes(out, bs1)
 	out = appendBytes(out, bs2)
 	return out
+}
+
+// envelope extracts a message's ENVELOPE; absent Sender and Reply-To default to
+// From, as RFC 9051 §7.5.2 asks.
+func envelope(hdr textproto.Header) *imap.Envelope {
+	env := imapserver.ExtractEnvelope(hdr)
+	if len(env.Sender) == 0 {
+		env.Sender = env.From
+	}
+	if len(env.ReplyTo) == 0 {
+		env.ReplyTo = env.From
+	}
+	return env
 }
 
 func appendBytes(out, b []byte) []byte {
