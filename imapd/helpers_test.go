@@ -27,8 +27,14 @@ type testEnv struct {
 
 func newEnv(t testing.TB, tune ...func(*Options)) *testEnv {
 	t.Helper()
+	return newEnvStore(t, store.Options{Summarize: Summarize}, tune...)
+}
+
+// newEnvStore is newEnv with chosen store options.
+func newEnvStore(t testing.TB, so store.Options, tune ...func(*Options)) *testEnv {
+	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{Summarize: Summarize})
+	st, err := store.Open(ctx, t.TempDir(), so)
 	if err != nil {
 		t.Fatal(err)
 	}
