@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/mail"
 	"strconv"
@@ -533,7 +534,12 @@ func (q *Queue) sign(ctx context.Context, j *job, body []byte) ([]byte, error) {
 	if domain == "" {
 		return nil, nil
 	}
-	return q.opts.Signer.Sign(domain, body)
+	sig, err := q.opts.Signer.Sign(ctx, domain, body)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Not our domain to sign for (forwarded mail from elsewhere): send as is.
+		return nil, nil
+	}
+	return sig, err
 }
 
 // signingDomain is the From header's domain when we serve it (what DMARC aligns

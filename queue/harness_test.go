@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -50,7 +53,7 @@ type received struct {
 
 // sink is a go-smtp server that records what it receives and answers as told.
 type sink struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *smtp.Server
 	addr     string
 	sessions atomic.Int32
@@ -72,7 +75,7 @@ type sinkOpts struct {
 	maxSize    int64
 }
 
-func newSink(t *testing.T, o sinkOpts) *sink {
+func newSink(t testing.TB, o sinkOpts) *sink {
 	t.Helper()
 	s := &sink{t: t}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
@@ -105,6 +108,14 @@ func newSink(t *testing.T, o sinkOpts) *sink {
 	return s
 }
 
+// testLog sends the queue's log to the test's, shown with -v or on failure.
+type testLog struct{ t testing.TB }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
 type discardLog struct{}
 
 func (discardLog) Printf(string, ...any) {}
@@ -114,6 +125,12 @@ func (s *sink) received() []received {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]received(nil), s.msgs...)
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
 }
 
 type sinkSession struct {
@@ -194,15 +211,18 @@ func smtpErr(code int, enh smtp.EnhancedCode, msg string) error {
 // fakeSigner prepends a recognisable header naming the signing domain.
 type fakeSigner struct{ n atomic.Int32 }
 
-func (f *fakeSigner) Sign(domain string, msg []byte) ([]byte, error) {
+func (f *fakeSigner) Sign(_ context.Context, domain string, msg []byte) ([]byte, error) {
 	f.n.Add(1)
+	if domain == "lists.test" {
+		return nil, fmt.Errorf("load keys: %w", fs.ErrNotExist)
+	}
 	return []byte("DKIM-Signature: v=1; d=" + domain + "; b=fake\r\n"), nil
 }
 
 // env is one test's world: a store, DNS, sinks reachable at made-up addresses and a
 // queue, all on a fake clock.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	clk   *clock
 	dir   string
@@ -218,7 +238,7 @@ type env struct {
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
 
-func newEnv(t *testing.T, tweak func(*Options)) *env {
+func newEnv(t testing.TB, tweak func(*Options)) *env {
 	t.Helper()
 	e := &env{
 		t: t, ctx: context.Background(), clk: &clock{t: t0}, dir: t.TempDir(),
@@ -244,6 +264,7 @@ func newEnv(t *testing.T, tweak func(*Options)) *env {
 		CommandTimeout: 10 * time.Second,
 		DelayNotice:    4 * time.Hour,
 		Dialer:         e.dial,
+		Logger:         slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: Metrics{
 			Recipient:  count("rcpt:"),
 			Connection: count("conn:"),

@@ -29,10 +29,12 @@ type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 }
 
-// Signer adds DKIM signatures. Sign returns the header fields to prepend to msg,
-// signed for domain, or nil when it has no key for domain. cmd wires package dkim.
+// Signer adds DKIM signatures; *dkim.KeyStore satisfies it. Sign returns the header
+// fields to prepend to msg, signed for domain. No key for domain (nil, nil, or an
+// error wrapping fs.ErrNotExist) sends the message unsigned; any other error keeps it
+// queued.
 type Signer interface {
-	Sign(domain string, msg []byte) ([]byte, error)
+	Sign(ctx context.Context, domain string, msg []byte) ([]byte, error)
 }
 
 // Smarthost TLS modes, as in the queue.smarthost_tls setting.
