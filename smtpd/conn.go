@@ -1,0 +1,144 @@
+package smtpd
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn wraps a client's TCP connection, beneath any TLS layer. go-smtp gives a server
+// no say when a read times out or the server stops: it writes its own texts. Since
+// every read of a session passes through here, in the session's own goroutine, this
+// is where coibox answers those moments itself: a 421 with its own text, written
+// through the TLS layer when there is one, then the connection is dead.
+type conn struct {
+	net.Conn
+	srv      *Server
+	id       string
+	ip       netip.Addr
+	log      *slog.Logger
+	start    time.Time
+	messages atomic.Int64
+
+	mu sync.Mutex
+	// outer is where the server's own replies go: this conn, or the TLS connection
+	// above it once its handshake is complete; nil while no reply can be written
+	// safely (during a handshake).
+	outer    net.Conn
+	inRead   bool // blocked in Read, so the session is not writing
+	inTx     bool // between an accepted MAIL and the end of the transaction
+	closeNow bool // close at the next read, after the reply being sent (lockout)
+
+	dead   atomic.Bool // no more reads or writes
+	closed sync.Once
+}
+
+// stopLocked says whether the session must end at this read, and with which reply.
+func (c *conn) stopLocked() (reply string, stop bool) {
+	switch {
+	case c.srv.hard.Load():
+		return replyShutdown, true
+	case c.srv.draining.Load() && !c.inTx:
+		return replyShutdown, true
+	case c.closeNow:
+		return "", true
+	}
+	return "", false
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if c.dead.Load() {
+		return 0, net.ErrClosed
+	}
+	c.mu.Lock()
+	reply, stop := c.stopLocked()
+	c.inRead = !stop
+	c.mu.Unlock()
+	if stop {
+		c.die(reply)
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	c.inRead = false
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		// A deadline passed: the client was too slow, or Shutdown woke us.
+		if reply, stop = c.stopLocked(); !stop || reply == "" {
+			reply = "421 4.4.2 " + c.srv.opts.Hostname + " Error: timeout exceeded"
+			c.log.Info("timeout", "in_transaction", c.inTx)
+		}
+		c.mu.Unlock()
+		c.die(reply)
+		// go-smtp ends a session quietly on ErrClosed; any other error would make it
+		// write a second reply of its own.
+		return n, net.ErrClosed
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	if c.dead.Load() {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *conn) Close() error {
+	c.dead.Store(true)
+	err := c.Conn.Close()
+	c.closed.Do(func() { c.srv.forget(c) })
+	return err
+}
+
+// die sends reply (if any and if it can be sent) and closes the connection. It runs
+// in the session's goroutine, from Read, so nothing else is writing; a TLS layer
+// above may be in its Read, which does not stop a Write.
+func (c *conn) die(reply string) {
+	c.mu.Lock()
+	out := c.outer
+	c.mu.Unlock()
+	if reply != "" && out != nil && !c.dead.Load() {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = out.Write([]byte(reply + "\r\n"))
+	}
+	c.dead.Store(true)
+	c.Conn.Close()
+}
+
+// wakeIfIdle interrupts a read between transactions, so the session ends at once
+// (used by Shutdown). A session in a transaction is left to finish it.
+func (c *conn) wakeIfIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inRead && !c.inTx {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
+}
+
+// wake interrupts any read (the shutdown deadline passed).
+func (c *conn) wake() { _ = c.Conn.SetReadDeadline(time.Now()) }
+
+func (c *conn) setOuter(out net.Conn) {
+	c.mu.Lock()
+	c.outer = out
+	c.mu.Unlock()
+}
+
+func (c *conn) setInTx(on bool) {
+	c.mu.Lock()
+	c.inTx = on
+	c.mu.Unlock()
+}
+
+// closeAfterReply ends the connection once the reply now being sent is out.
+func (c *conn) closeAfterReply() {
+	c.mu.Lock()
+	c.closeNow = true
+	c.mu.Unlock()
+}
