@@ -92,6 +92,9 @@ type worker struct {
 	route    *route
 	routeErr *failure
 	sess     *session
+	// down is why no host of the destination could be reached; the worker's other
+	// jobs fail the same way at once instead of each waiting out the same timeouts.
+	down *failure
 }
 
 // route is where mail for the destination goes.
@@ -146,8 +149,15 @@ func (w *worker) deliver(ctx context.Context, j *job) []result {
 	}
 	for {
 		if w.sess == nil {
+			if w.down != nil {
+				return failAll(j, w.down)
+			}
 			s, f := w.connect(ctx, j)
 			if f != nil {
+				// A REQUIRETLS refusal says nothing about other messages.
+				if !j.entry.RequireTLS && ctx.Err() == nil {
+					w.down = f
+				}
 				return failAll(j, f)
 			}
 			w.sess = s

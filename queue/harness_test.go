@@ -233,6 +233,7 @@ type env struct {
 	opts  Options
 	mu    sync.Mutex
 	hosts map[string]string // "ip:port" the queue dials → the sink's real address
+	dials map[string]int    // connection attempts per "ip:port"
 	stats map[string]int    // metrics
 }
 
@@ -243,7 +244,7 @@ func newEnv(t testing.TB, tweak func(*Options)) *env {
 	e := &env{
 		t: t, ctx: context.Background(), clk: &clock{t: t0}, dir: t.TempDir(),
 		dns: dnstest.New(t), ca: testpki.NewCA(t),
-		hosts: map[string]string{}, stats: map[string]int{},
+		hosts: map[string]string{}, dials: map[string]int{}, stats: map[string]int{},
 	}
 	e.openStore()
 	if _, err := e.st.AddDomain(e.ctx, "a.test", false); err != nil {
@@ -300,6 +301,7 @@ func (e *env) restart() {
 func (e *env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	e.mu.Lock()
 	real, ok := e.hosts[addr]
+	e.dials[addr]++
 	e.mu.Unlock()
 	if !ok {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("connection refused (test: nothing at " + addr + ")")}
@@ -356,7 +358,7 @@ func (e *env) enqueue(sender string, rcpts []string, body string, opts ...msgOpt
 // until no delivery is in progress.
 func (e *env) drain() {
 	e.t.Helper()
-	for range 10 {
+	for range 100 {
 		if _, err := e.q.dispatch(e.ctx); err != nil {
 			e.t.Fatal(err)
 		}

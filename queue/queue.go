@@ -127,6 +127,7 @@ type Queue struct {
 
 	mu       sync.Mutex
 	inflight map[int64]bool // queue_rcpts ids being delivered
+	busyAt   map[string]int // recipients in flight per recipient domain
 	perDest  map[string]int // workers per destination
 	workers  int
 	wg       sync.WaitGroup
@@ -139,7 +140,8 @@ const (
 	defaultConcurrency = 16
 	defaultPerDomain   = 4
 	dialTimeout        = 30 * time.Second
-	// batchSize is how many due recipients one scan of the queue picks up.
+	// batchSize is how many due recipients one scan of the queue picks up when
+	// everything goes to a smarthost.
 	batchSize = 1000
 	// jobsPerWorker caps the messages one worker takes at once, so that a busy
 	// destination's backlog is spread over its connections and new mail is not
@@ -194,6 +196,7 @@ func New(st *store.Store, opts Options) *Queue {
 		kick:     make(chan struct{}, 1),
 		wake:     make(chan struct{}, 1),
 		inflight: map[int64]bool{},
+		busyAt:   map[string]int{},
 		perDest:  map[string]int{},
 	}
 	q.sts = mtasts.New(mtasts.Options{
@@ -258,18 +261,71 @@ type job struct {
 // returns when the next recipient becomes due (zero: none pending).
 func (q *Queue) dispatch(ctx context.Context) (time.Time, error) {
 	now := q.opts.Now()
+	var err error
+	if q.opts.Smarthost != nil {
+		err = q.dispatchAll(ctx, now)
+	} else {
+		err = q.dispatchByDomain(ctx, now)
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return q.st.NextQueueAttempt(ctx, now)
+}
+
+// dispatchAll serves the smarthost, the single destination of everything.
+func (q *Queue) dispatchAll(ctx context.Context, now time.Time) error {
 	q.mu.Lock()
 	busy := len(q.inflight)
 	full := q.workers >= q.opts.Concurrency
 	q.mu.Unlock()
-	if !full {
-		entries, err := q.st.QueueEntries(ctx, now, batchSize+busy)
+	if full {
+		return nil
+	}
+	entries, err := q.st.QueueEntries(ctx, now, batchSize+busy)
+	if err != nil {
+		return err
+	}
+	q.start(ctx, q.group(entries))
+	return nil
+}
+
+// dispatchByDomain asks the store destination by destination, so that a long backlog
+// for one busy domain cannot keep mail for the others waiting behind it.
+func (q *Queue) dispatchByDomain(ctx context.Context, now time.Time) error {
+	if q.full() {
+		return nil
+	}
+	due, err := q.st.QueueDue(ctx, now)
+	if err != nil {
+		return err
+	}
+	// Map order is random: when workers run out, no destination is always first.
+	for domain, n := range due {
+		q.mu.Lock()
+		free := q.opts.ConnsPerDomain - q.perDest[domain]
+		busy := q.busyAt[domain]
+		full := q.workers >= q.opts.Concurrency
+		q.mu.Unlock()
+		if full {
+			break
+		}
+		if free <= 0 || n <= busy {
+			continue
+		}
+		entries, err := q.st.QueueEntriesTo(ctx, domain, now, min(free*jobsPerWorker, n-busy)+busy)
 		if err != nil {
-			return time.Time{}, err
+			return err
 		}
 		q.start(ctx, q.group(entries))
 	}
-	return q.st.NextQueueAttempt(ctx, now)
+	return nil
+}
+
+func (q *Queue) full() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.workers >= q.opts.Concurrency
 }
 
 // group splits entries into jobs per destination, leaving out recipients in flight.
@@ -320,6 +376,7 @@ func (q *Queue) start(ctx context.Context, byDest map[string][]*job) {
 			for _, j := range batch {
 				for _, r := range j.entry.Rcpts {
 					q.inflight[r.ID] = true
+					q.busyAt[r.Domain]++
 				}
 			}
 			q.workers++
@@ -340,6 +397,9 @@ func (q *Queue) work(ctx context.Context, dest string, jobs []*job) {
 		for _, j := range jobs {
 			for _, r := range j.entry.Rcpts {
 				delete(q.inflight, r.ID)
+				if q.busyAt[r.Domain]--; q.busyAt[r.Domain] <= 0 {
+					delete(q.busyAt, r.Domain)
+				}
 			}
 		}
 		q.workers--

@@ -602,6 +602,53 @@ func TestConnectionReuse(t *testing.T) {
 	}
 }
 
+func TestDeadDestination(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ConnsPerDomain = 1 })
+	e.dns.Add("b.test. 60 IN MX 10 mx.b.test.\nmx.b.test. 60 IN A 192.0.2.2") // nothing listens
+	for range 5 {
+		e.enqueue("alice@a.test", []string{"bob@b.test"}, message("alice@a.test", "bob@b.test", "dead"))
+	}
+	e.drain()
+	if n := e.dials["192.0.2.2:25"]; n != 1 {
+		t.Errorf("%d connection attempts for 5 messages to a dead host, want 1", n)
+	}
+	for _, en := range e.entries() {
+		if r := en.Rcpts[0]; r.Attempts != 1 || !has(r.LastError, "connect to mx.b.test") {
+			t.Errorf("recipient %+v", r)
+		}
+	}
+}
+
+func TestFairDispatch(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ConnsPerDomain, o.Concurrency = 1, 2 })
+	e.mx("b.test", "192.0.2.2", sinkOpts{})
+	c := e.mx("c.test", "192.0.2.3", sinkOpts{})
+	// A backlog for b.test well beyond what one scan takes, then one message for c.test.
+	err := e.st.Write(e.ctx, func(tx *store.Tx) error {
+		for range batchSize + 10 {
+			if _, err := tx.Enqueue([]byte(message("alice@a.test", "bob@b.test", "bulk")), &store.Outbound{Sender: "alice@a.test", Recipients: []string{"bob@b.test"}}, t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enqueue("alice@a.test", []string{"carol@c.test"}, message("alice@a.test", "carol@c.test", "urgent"))
+	if _, err := e.q.dispatch(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.q.wg.Wait()
+	if len(c.received()) != 1 {
+		t.Fatal("c.test's message waited behind b.test's backlog")
+	}
+	e.drain()
+	if n := len(e.entries()); n != 0 {
+		t.Errorf("%d entries left", n)
+	}
+}
+
 func TestRestart(t *testing.T) {
 	e := newEnv(t, nil)
 	e.dns.Add("b.test. 60 IN MX 10 mx.b.test.\nmx.b.test. 60 IN A 192.0.2.2") // down for now
