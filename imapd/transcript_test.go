@@ -1,6 +1,8 @@
 package imapd
 
 import (
+	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -35,5 +37,357 @@ func TestTranscriptLoginSelectFetch(t *testing.T) {
 		C: a5 LOGOUT
 		S: * BYE Logging out
 		S: a5 OK LOGOUT completed
+	`, nil)
+}
+
+const login = `
+		C: a1 LOGIN alice@example.org password123
+		S: a1 OK [CAPABILITY <*>] Logged in`
+
+const selectInbox = `
+		C: s1 SELECT INBOX
+		S: * FLAGS (<*>)
+		S: * OK [PERMANENTFLAGS (<*>)] Flags permitted
+		S: * <n> EXISTS
+		S: * 0 RECENT
+		S: * OK [UIDVALIDITY <n>] UIDs valid
+		S: * OK [UIDNEXT <n>] Predicted next UID
+		S: * OK [HIGHESTMODSEQ <n>] Highest
+		S: s1 OK [READ-WRITE] SELECT completed`
+
+// selectUnseen is selectInbox for a mailbox whose first message is unseen.
+var selectUnseen = strings.Replace(selectInbox, "S: * 0 RECENT", "S: * 0 RECENT\n\t\tS: * OK [UNSEEN 1] First unseen", 1)
+
+func TestTranscriptErrors(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.MaxLine = 200 })
+	e.transcript(t, greeting+`
+		C: x1 FROB
+		S: x1 BAD Unknown command FROB
+		C: x2 SELECT INBOX
+		S: x2 BAD SELECT is not allowed before login
+		C: x3 LOGIN alice@example.org wrong
+		S: x3 NO [AUTHENTICATIONFAILED] Invalid credentials
+		C: x4 LOGIN nobody@example.org wrong
+		S: x4 NO [AUTHENTICATIONFAILED] Invalid credentials
+		C: x5 LOGIN "unterminated
+		S: x5 BAD syntax error: unterminated quoted string
+		C: x6 NOOP `+strings.Repeat("x", 300)+`
+		S: x6 BAD line too long (limit 200 bytes)
+		C: x7 CAPABILITY extra
+		S: x7 BAD syntax error: unexpected "extra" at position 15
+		C: x8 UID NOOP
+		S: x8 BAD NOOP has no UID form
+		`+login+`
+		C: a2 FETCH 1 FLAGS
+		S: a2 BAD FETCH is not allowed without a selected mailbox
+		C: a3 UID LIST "" *
+		S: a3 BAD LIST has no UID form
+		`+selectInbox+`
+		C: a4 FETCH 1 FLAGS
+		S: a4 BAD Invalid message sequence number 1 (the mailbox has 0 messages)
+		C: a5 UID FETCH 1:* FLAGS
+		S: a5 OK UID FETCH completed
+		C: a6 SEARCH CHARSET KOI8-R TEXT x
+		S: a6 NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset KOI8-R
+		C: a7 STORE 1 +FLAGS (\Bogus)
+		S: a7 BAD Invalid message sequence number 1 (the mailbox has 0 messages)
+		C: a8 SELECT nosuch
+		S: * OK [CLOSED] Previous mailbox closed
+		S: a8 NO [NONEXISTENT] No such mailbox
+		C: a9 CHECK
+		S: a9 BAD CHECK is not allowed without a selected mailbox
+	`, nil)
+}
+
+func TestTranscriptAuthenticate(t *testing.T) {
+	e := newEnv(t)
+	plain := base64.StdEncoding.EncodeToString([]byte("\x00alice@example.org\x00password123"))
+	e.transcript(t, greeting+`
+		C: a1 AUTHENTICATE CRAM-MD5
+		S: a1 NO [CANNOT] Unsupported authentication mechanism CRAM-MD5 (use PLAIN)
+		C: a2 AUTHENTICATE PLAIN
+		S: + 
+		C: *
+		S: a2 BAD Authentication cancelled
+		C: a3 AUTHENTICATE PLAIN
+		S: + 
+		C: !!!
+		S: a3 BAD Invalid base64 in authentication response
+		C: a4 AUTHENTICATE PLAIN `+base64.StdEncoding.EncodeToString([]byte("bob\x00alice@example.org\x00password123"))+`
+		S: a4 NO [AUTHORIZATIONFAILED] Cannot log in as another user
+		C: a5 AUTHENTICATE PLAIN
+		S: + 
+		C: `+plain+`
+		S: a5 OK [CAPABILITY <*>] Logged in
+		C: a6 LOGIN alice@example.org password123
+		S: a6 BAD LOGIN is not allowed without a selected mailbox
+	`, nil)
+	e.transcript(t, greeting+`
+		C: b1 AUTHENTICATE PLAIN `+plain+`
+		S: b1 OK [CAPABILITY <*>] Logged in
+	`, nil)
+}
+
+func TestTranscriptMailboxes(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", testMessage(1, "one"))
+	e.transcript(t, greeting+login+`
+		C: a2 NAMESPACE
+		S: * NAMESPACE (("" "/")) NIL NIL
+		S: a2 OK NAMESPACE completed
+		C: a3 LIST "" ""
+		S: * LIST (\Noselect) "/" ""
+		S: a3 OK LIST completed
+		C: a4 CREATE Projects/2026/
+		S: a4 OK CREATE completed
+		C: a5 CREATE Projects
+		S: a5 NO [ALREADYEXISTS] Mailbox already exists
+		C: a6 CREATE inbox
+		S: a6 NO [ALREADYEXISTS] INBOX always exists
+		C: a7 CREATE Stuff (USE (\Flagged))
+		S: a7 OK CREATE completed
+		C: a8 CREATE Bad (USE (\Bogus))
+		S: a8 NO [USEATTR] Unsupported special-use attribute \Bogus
+		C: a9 LIST "" *
+		S: * LIST (\HasNoChildren \Archive) "/" Archive
+		S: * LIST (\HasNoChildren \Drafts) "/" Drafts
+		S: * LIST (\HasNoChildren) "/" INBOX
+		S: * LIST (\HasNoChildren \Junk) "/" Junk
+		S: * LIST (\HasChildren) "/" Projects
+		S: * LIST (\HasNoChildren) "/" Projects/2026
+		S: * LIST (\HasNoChildren \Sent) "/" Sent
+		S: * LIST (\HasNoChildren \Flagged) "/" Stuff
+		S: * LIST (\HasNoChildren \Trash) "/" Trash
+		S: a9 OK LIST completed
+		C: b1 LIST "" %
+		S: * LIST (\HasNoChildren \Archive) "/" Archive
+		S: * LIST (\HasNoChildren \Drafts) "/" Drafts
+		S: * LIST (\HasNoChildren) "/" INBOX
+		S: * LIST (\HasNoChildren \Junk) "/" Junk
+		S: * LIST (\HasChildren) "/" Projects
+		S: * LIST (\HasNoChildren \Sent) "/" Sent
+		S: * LIST (\HasNoChildren \Flagged) "/" Stuff
+		S: * LIST (\HasNoChildren \Trash) "/" Trash
+		S: b1 OK LIST completed
+		C: b2 LIST "Projects/" %
+		S: * LIST (\HasNoChildren) "/" Projects/2026
+		S: b2 OK LIST completed
+		C: b3 RENAME Projects Work
+		S: b3 OK RENAME completed
+		C: b4 UNSUBSCRIBE Work
+		S: b4 OK UNSUBSCRIBE completed
+		C: b5 LIST (SUBSCRIBED RECURSIVEMATCH) "" Work*
+		S: * LIST (\HasChildren) "/" Work ("CHILDINFO" ("SUBSCRIBED"))
+		S: * LIST (\HasNoChildren \Subscribed) "/" Work/2026
+		S: b5 OK LIST completed
+		C: b6 LSUB "" W*
+		S: * LSUB () "/" Work/2026
+		S: b6 OK LSUB completed
+		C: b7 LIST (SPECIAL-USE) "" * RETURN (STATUS (MESSAGES))
+		S: * LIST (\HasNoChildren \Archive) "/" Archive
+		S: * STATUS Archive (MESSAGES 0)
+		S: * LIST (\HasNoChildren \Drafts) "/" Drafts
+		S: * STATUS Drafts (MESSAGES 0)
+		S: * LIST (\HasNoChildren \Junk) "/" Junk
+		S: * STATUS Junk (MESSAGES 0)
+		S: * LIST (\HasNoChildren \Sent) "/" Sent
+		S: * STATUS Sent (MESSAGES 0)
+		S: * LIST (\HasNoChildren \Flagged) "/" Stuff
+		S: * STATUS Stuff (MESSAGES 0)
+		S: * LIST (\HasNoChildren \Trash) "/" Trash
+		S: * STATUS Trash (MESSAGES 0)
+		S: b7 OK LIST completed
+		C: b8 STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT HIGHESTMODSEQ APPENDLIMIT)
+		S: * STATUS INBOX (MESSAGES 1 RECENT 0 UIDNEXT 2 UIDVALIDITY <n> UNSEEN 1 DELETED 0 SIZE <n> APPENDLIMIT 31457280 HIGHESTMODSEQ <n>)
+		S: b8 OK STATUS completed
+		C: b9 STATUS nosuch (MESSAGES)
+		S: b9 NO [NONEXISTENT] No such mailbox
+		C: c1 DELETE Work
+		S: c1 OK DELETE completed
+		C: c2 DELETE INBOX
+		S: c2 NO [CANNOT] INBOX cannot be deleted
+		C: c3 DELETE Work
+		S: c3 NO [NONEXISTENT] No such mailbox
+		C: c4 SUBSCRIBE nosuch
+		S: c4 NO [NONEXISTENT] No such mailbox
+		C: c5 CREATE &ZeVnLIqe-
+		S: c5 OK CREATE completed
+		C: c6 LIST "" &ZeVnLIqe-
+		S: * LIST (\HasNoChildren) "/" &ZeVnLIqe-
+		S: c6 OK LIST completed
+		C: c7 ENABLE IMAP4rev2
+		S: * ENABLED IMAP4rev2
+		S: c7 OK ENABLE completed
+		C: c8 LIST "" 日本語
+		S: * LIST (\HasNoChildren) "/" "日本語"
+		S: c8 OK LIST completed
+	`, nil)
+}
+
+const mimeMessage = `Message-ID: <mime@example.org>
+Date: Wed, 02 Sep 2026 12:00:00 +0000
+From: =?utf-8?q?J=C3=B6rg?= <joerg@example.org>
+To: alice@example.org
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary=b1
+
+--b1
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: quoted-printable
+
+Hall=C3=B6 Welt
+--b1
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: base64
+
+AQIAAwQ=
+--b1--
+`
+
+func TestTranscriptFetch(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", "Subject: hi\n\nabcdefghij\n")
+	e.deliver(e.acc, "INBOX", mimeMessage)
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: f1 FETCH 1 (BODY.PEEK[HEADER] BODY.PEEK[TEXT]<2.3> RFC822.SIZE)
+		S: * 1 FETCH (RFC822.SIZE 27 BODY[HEADER] {15}
+		S: Subject: hi
+		S: 
+		S:  BODY[TEXT]<2> {3}
+		S: cde)
+		S: f1 OK FETCH completed
+		C: f2 FETCH 1 (BODY.PEEK[TEXT]<50.10> FLAGS)
+		S: * 1 FETCH (FLAGS () BODY[TEXT]<50> {0}
+		S: )
+		S: f2 OK FETCH completed
+		C: f3 FETCH 1 BODY[]
+		S: * 1 FETCH (FLAGS (\Seen) BODY[] {27}
+		S: Subject: hi
+		S: 
+		S: abcdefghij
+		S: )
+		S: f3 OK FETCH completed
+		C: f4 FETCH 2 (BODYSTRUCTURE ENVELOPE)
+		S: * 2 FETCH (ENVELOPE ("Wed, 02 Sep 2026 12:00:00 +0000" "=?utf-8?q?Gr=C3=BC=C3=9Fe?=" (("=?utf-8?q?J=C3=B6rg?=" NIL "joerg" "example.org")) (("=?utf-8?q?J=C3=B6rg?=" NIL "joerg" "example.org")) (("=?utf-8?q?J=C3=B6rg?=" NIL "joerg" "example.org")) ((NIL NIL "alice" "example.org")) NIL NIL NIL "<mime@example.org>") BODYSTRUCTURE (("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 15 0 NIL NIL NIL NIL)("application" "octet-stream" NIL NIL NIL "base64" 8 NIL NIL NIL NIL) "mixed" ("boundary" "b1") NIL NIL NIL))
+		S: f4 OK FETCH completed
+		C: f5 FETCH 2 (BODY BINARY.PEEK[1] BINARY.SIZE[2] BODY.PEEK[1.MIME])
+		S: * 2 FETCH (BODY (("text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable" 15 0)("application" "octet-stream" NIL NIL NIL "base64" 8) "mixed") BINARY[1] {11}
+		S: Hallö Welt BINARY.SIZE[2] 5 BODY[1.MIME] {88}
+		S: Content-Type: text/plain; charset=utf-8
+		S: Content-Transfer-Encoding: quoted-printable
+		S: 
+		S: )
+		S: f5 OK FETCH completed
+		C: f6 UID FETCH 2 (RFC822.HEADER BODY.PEEK[HEADER.FIELDS (Subject Message-ID)])
+		S: * 2 FETCH (UID 2 RFC822.HEADER {<n>}
+		S: Message-ID: <mime@example.org>
+		S: <*>
+		S: <*>
+		S: <*>
+		S: <*>
+		S: <*>
+		S: <*>
+		S: 
+		S:  BODY[HEADER.FIELDS (Subject Message-ID)] {72}
+		S: Message-ID: <mime@example.org>
+		S: Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=
+		S: 
+		S: )
+		S: f6 OK UID FETCH completed
+		C: f7 ENABLE UTF8=ACCEPT
+		S: * ENABLED UTF8=ACCEPT
+		S: f7 OK ENABLE completed
+		C: f8 FETCH 2 ENVELOPE
+		S: * 2 FETCH (ENVELOPE ("Wed, 02 Sep 2026 12:00:00 +0000" "Grüße" (("Jörg" NIL "joerg" "example.org")) (("Jörg" NIL "joerg" "example.org")) (("Jörg" NIL "joerg" "example.org")) ((NIL NIL "alice" "example.org")) NIL NIL NIL "<mime@example.org>"))
+		S: f8 OK FETCH completed
+		C: f9 FETCH 1:2 (FLAGS) (CHANGEDSINCE 1)
+		S: * 1 FETCH (FLAGS (\Seen) MODSEQ (<n>))
+		S: * 2 FETCH (FLAGS () MODSEQ (<n>))
+		S: f9 OK FETCH completed
+		C: g1 FETCH 1 (BODY[]<0.7>)
+		S: * 1 FETCH (FLAGS (\Seen) BODY[]<0> {7}
+		S: Subject)
+		S: g1 OK FETCH completed
+		C: g2 FETCH 1 (RFC822.TEXT RFC822)
+		S: * 1 FETCH (FLAGS (\Seen) RFC822.TEXT {12}
+		S: abcdefghij
+		S:  RFC822 {27}
+		S: Subject: hi
+		S: 
+		S: abcdefghij
+		S: )
+		S: g2 OK FETCH completed
+	`, nil)
+}
+
+func TestTranscriptStoreExpunge(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 4; i++ {
+		e.deliver(e.acc, "INBOX", testMessage(i, "s"))
+	}
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: t1 STORE 1:2 +FLAGS (\Seen)
+		S: * 1 FETCH (FLAGS (\Seen))
+		S: * 2 FETCH (FLAGS (\Seen))
+		S: t1 OK STORE completed
+		C: t2 UID STORE 2 FLAGS.SILENT (\Deleted)
+		S: t2 OK UID STORE completed
+		C: t3 STORE 3 +FLAGS ($Chat)
+		S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Chat)
+		S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Chat \*)] Flags permitted
+		S: * 3 FETCH (FLAGS ($Chat))
+		S: t3 OK STORE completed
+		C: t4 STORE 1 -FLAGS \Seen
+		S: * 1 FETCH (FLAGS ())
+		S: t4 OK STORE completed
+		C: t5 STORE 1:4 (UNCHANGEDSINCE 1) +FLAGS (\Flagged)
+		S: t5 OK [MODIFIED 1:4] Conditional STORE failed for some messages
+		C: t6 FETCH 4 (MODSEQ)
+		S: * 4 FETCH (MODSEQ (<n>))
+		S: t6 OK FETCH completed
+		C: t7 STORE 4 (UNCHANGEDSINCE 1000) +FLAGS.SILENT (\Flagged)
+		S: * 4 FETCH (UID 4 MODSEQ (<n>))
+		S: t7 OK STORE completed
+		C: t8 EXPUNGE
+		S: * 2 EXPUNGE
+		S: t8 OK EXPUNGE completed
+		C: t9 UID STORE 1,3 +FLAGS.SILENT (\Deleted)
+		S: * 1 FETCH (UID 1 MODSEQ (<n>))
+		S: * 2 FETCH (UID 3 MODSEQ (<n>))
+		S: t9 OK UID STORE completed
+		C: u1 UID EXPUNGE 3:10
+		S: * 2 EXPUNGE
+		S: u1 OK UID EXPUNGE completed
+		C: u2 UID SEARCH ALL
+		S: * SEARCH 1 4
+		S: u2 OK UID SEARCH completed
+		C: u3 COPY 1:2 Archive
+		S: u3 OK [COPYUID <n> 1,4 1:2] COPY completed
+		C: u4 UID MOVE 4 Trash
+		S: * OK [COPYUID <n> 4 1] Moved
+		S: * 2 EXPUNGE
+		S: u4 OK UID MOVE completed
+		C: u5 COPY 1 Nosuch
+		S: u5 NO [TRYCREATE] No such mailbox
+		C: u6 CLOSE
+		S: u6 OK CLOSE completed
+		C: u7 STATUS INBOX (MESSAGES)
+		S: * STATUS INBOX (MESSAGES 0)
+		S: u7 OK STATUS completed
+		C: u8 EXAMINE Archive
+		S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
+		S: * OK [PERMANENTFLAGS ()] No permanent flags permitted
+		S: * 2 EXISTS
+		S: * 0 RECENT
+		S: * OK [UNSEEN 1] First unseen
+		S: * OK [UIDVALIDITY <n>] UIDs valid
+		S: * OK [UIDNEXT 3] Predicted next UID
+		S: * OK [HIGHESTMODSEQ <n>] Highest
+		S: u8 OK [READ-ONLY] EXAMINE completed
+		C: u9 STORE 1 +FLAGS (\Seen)
+		S: u9 NO [READ-ONLY] Mailbox is read-only
+		C: v1 UNSELECT
+		S: v1 OK UNSELECT completed
 	`, nil)
 }
