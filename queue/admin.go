@@ -66,8 +66,8 @@ func (q *Queue) Retry(ctx context.Context, id int64) error {
 }
 
 // Drop removes a message from the queue without delivering it further and without
-// telling its sender. A delivery in progress still completes, but its outcome is
-// not recorded.
+// telling its sender. A delivery attempt already in progress still completes; its
+// outcome is not recorded, though a bounce it causes is still sent.
 func (q *Queue) Drop(ctx context.Context, id int64) error {
 	return q.st.DropQueue(ctx, id)
 }

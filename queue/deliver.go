@@ -491,6 +491,12 @@ func (w *worker) send(ctx context.Context, j *job, sig, body []byte) (results []
 	}
 	var se *smtpc.Error
 	switch {
+	case errors.As(err, &se) && se.Reply.Code == 421:
+		// The server is closing the connection (often a per-connection message
+		// limit): the message was not taken, and a new connection may do.
+		_ = s.c.Close()
+		w.sess = nil
+		return failAll(j, replyFailure(s.host, se.Reply)), true
 	case errors.As(err, &se):
 		return failAll(j, replyFailure(s.host, se.Reply)), false
 	case err != nil:
@@ -526,10 +532,8 @@ func (w *worker) send(ctx context.Context, j *job, sig, body []byte) (results []
 
 func asciiEnvelope(env *smtpc.Envelope) bool {
 	for _, a := range append([]string{env.From}, env.To...) {
-		for i := 0; i < len(a); i++ {
-			if a[i] >= 0x80 {
-				return false
-			}
+		if !isASCII(a) {
+			return false
 		}
 	}
 	return true

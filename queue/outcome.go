@@ -95,7 +95,8 @@ func (q *Queue) record(ctx context.Context, j *job, results []result) error {
 		if !queued {
 			return nil
 		}
-		_, err := tx.Enqueue(report, &store.Outbound{Sender: "", Recipients: []string{e.Sender}}, now)
+		o := &store.Outbound{Sender: "", Recipients: []string{e.Sender}, SMTPUTF8: !isASCII(e.Sender), EightBit: !isASCII(string(report))}
+		_, err := tx.Enqueue(report, o, now)
 		return err
 	})
 	if err != nil {
@@ -161,4 +162,13 @@ func (q *Queue) buildDSN(ctx context.Context, e *store.QueueEntry, notes []dsn.R
 		Recipients:     notes,
 		OriginalHeader: header,
 	})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

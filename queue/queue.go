@@ -10,7 +10,6 @@ package queue
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -434,9 +433,4 @@ func onlyDelivered(rs []result) []result {
 		}
 	}
 	return out
-}
-
-// String describes a job for logs.
-func (j *job) String() string {
-	return fmt.Sprintf("queue entry %d to %s (%d recipients)", j.entry.ID, j.domain, len(j.entry.Rcpts))
 }

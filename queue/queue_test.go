@@ -515,7 +515,7 @@ func TestREQUIRETLS(t *testing.T) {
 
 func TestSMTPUTF8(t *testing.T) {
 	e := newEnv(t, nil)
-	a := e.mx("a.test", "192.0.2.1", sinkOpts{})
+	a := e.mx("a.test", "192.0.2.1", sinkOpts{smtputf8: true}) // the DSN goes to jörg@
 	b := e.mx("b.test", "192.0.2.2", sinkOpts{smtputf8: true})
 	c := e.mx("c.test", "192.0.2.3", sinkOpts{})
 	utf8 := func(o *store.Outbound) { o.SMTPUTF8 = true }
@@ -530,6 +530,9 @@ func TestSMTPUTF8(t *testing.T) {
 	reps := dsns(t, a)
 	if len(reps) != 1 || reps[0].Recipients[0].Status != "5.6.7" {
 		t.Fatalf("DSNs %+v", reps)
+	}
+	if m := a.received()[0]; !m.Opts.UTF8 || m.To[0] != "jörg@a.test" {
+		t.Errorf("DSN sent without SMTPUTF8: %+v", m)
 	}
 	// ASCII addresses with UTF-8 only in the header still go out.
 	e.enqueue("alice@a.test", []string{"carol@c.test"}, message("alice@a.test", "carol@c.test", "grüße"), utf8)
@@ -599,6 +602,28 @@ func TestConnectionReuse(t *testing.T) {
 	}
 	if n := b.sessions.Load(); n != 1 {
 		t.Errorf("%d connections for 5 messages, want 1", n)
+	}
+}
+
+func TestReconnectAfter421(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.ConnsPerDomain = 1 })
+	b := e.mx("b.test", "192.0.2.2", sinkOpts{})
+	n := 0
+	b.mail = func(string) error {
+		if n++; n == 3 {
+			return smtpErr(421, smtp.EnhancedCode{4, 7, 0}, "too many messages on this connection")
+		}
+		return nil
+	}
+	for i := range 5 {
+		e.enqueue("alice@a.test", []string{"bob@b.test"}, message("alice@a.test", "bob@b.test", "m"+string(rune('0'+i))))
+	}
+	e.drain()
+	if got := len(b.received()); got != 5 {
+		t.Fatalf("delivered %d of 5", got)
+	}
+	if s := b.sessions.Load(); s != 2 {
+		t.Errorf("%d connections, want 2", s)
 	}
 }
 
