@@ -111,6 +111,7 @@ Hello number %d.
 // transcript runs a scripted conversation against the server. Lines:
 //
 //	C: text    the client sends text + CRLF
+//	L: text    the client sends text + a bare LF (as some clients end lines)
 //	S: text    the server's next line must match; <n> matches digits, <*> anything
 //	! name     runs actions[name] (e.g. a delivery while the client idles)
 //
@@ -130,11 +131,14 @@ func (e *testEnv) transcript(t *testing.T, script string, actions map[string]fun
 			continue
 		}
 		switch {
-		case strings.HasPrefix(line, "C: "):
-			text := line[3:]
-			log.WriteString("C: " + text + "\n")
+		case strings.HasPrefix(line, "C: "), strings.HasPrefix(line, "L: "):
+			text, eol := line[3:], "\r\n"
+			if line[0] == 'L' {
+				eol = "\n"
+			}
+			log.WriteString(line + "\n")
 			_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write([]byte(text + "\r\n")); err != nil {
+			if _, err := conn.Write([]byte(text + eol)); err != nil {
 				t.Fatalf("line %d: write: %v\n%s", n+1, err, log.String())
 			}
 		case strings.HasPrefix(line, "S: "):

@@ -1,9 +1,14 @@
 package imapd
 
 import (
+	"context"
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 const greeting = "S: * OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN] coibox IMAP ready"
@@ -389,5 +394,188 @@ func TestTranscriptStoreExpunge(t *testing.T) {
 		S: u9 NO [READ-ONLY] Mailbox is read-only
 		C: v1 UNSELECT
 		S: v1 OK UNSELECT completed
+	`, nil)
+}
+
+func TestTranscriptIdle(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Limits.KeepAlive = 1500 * time.Millisecond })
+	e.deliver(e.acc, "INBOX", testMessage(1, "old"))
+	other := func(cmds ...string) func() {
+		return func() {
+			c := e.dial(t, nil)
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			for _, cmd := range cmds {
+				switch cmd {
+				case "flag":
+					if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}, Silent: true}, nil).Close(); err != nil {
+						t.Fatal(err)
+					}
+				case "expunge":
+					if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+						t.Fatal(err)
+					}
+					if err := c.Expunge().Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			c.Close()
+		}
+	}
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: i1 IDLE
+		S: + idling
+		! deliver
+		S: * 2 EXISTS
+		! flag
+		S: * 1 FETCH (UID 1 FLAGS (\Flagged))
+		S: * OK Still here
+		C: DONE
+		S: i1 OK IDLE terminated
+		! expunge
+		C: i2 FETCH 1 (FLAGS)
+		S: * 1 FETCH (FLAGS (\Flagged))
+		S: i2 OK FETCH completed
+		C: i3 NOOP
+		S: * 1 EXPUNGE
+		S: i3 OK NOOP completed
+		C: i4 IDLE
+		S: + idling
+		C: NOTDONE
+		S: i4 BAD Expected DONE to end IDLE
+		C: i5 IDLE
+		S: + idling
+		! deliver
+		S: * 2 EXISTS
+		C: done
+		S: i5 OK IDLE terminated
+		C: i6 UID FETCH 1:* (UID)
+		S: * 1 FETCH (UID 2)
+		S: * 2 FETCH (UID 3)
+		S: i6 OK UID FETCH completed
+	`, map[string]func(){
+		"deliver": func() { e.deliver(e.acc, "INBOX", testMessage(9, "new")) },
+		"flag":    other("flag"),
+		"expunge": other("expunge"),
+	})
+}
+
+func TestTranscriptCondstoreQresync(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 5; i++ {
+		e.deliver(e.acc, "INBOX", testMessage(i, "q"))
+	}
+	mb, err := e.st.Mailbox(context.Background(), e.acc.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := strconv.FormatUint(uint64(mb.UIDValidity), 10)
+	e.transcript(t, greeting+login+`
+		C: q1 ENABLE QRESYNC CONDSTORE
+		S: * ENABLED QRESYNC
+		S: q1 OK ENABLE completed
+		`+selectUnseen+`
+		C: q2 STORE 2 +FLAGS.SILENT (\Deleted)
+		S: * 2 FETCH (UID 2 MODSEQ (7))
+		S: q2 OK STORE completed
+		C: q3 STORE 3 +FLAGS (\Seen)
+		S: * 3 FETCH (UID 3 FLAGS (\Seen) MODSEQ (8))
+		S: q3 OK STORE completed
+		C: q4 EXPUNGE
+		S: * VANISHED 2
+		S: q4 OK EXPUNGE completed
+		C: q5 UID FETCH 1:* (FLAGS) (CHANGEDSINCE 6 VANISHED)
+		S: * VANISHED (EARLIER) 2
+		S: * 2 FETCH (UID 3 FLAGS (\Seen) MODSEQ (8))
+		S: q5 OK UID FETCH completed
+		C: q6 UID SEARCH MODSEQ 8
+		S: * SEARCH 3 (MODSEQ 8)
+		S: q6 OK UID SEARCH completed
+		C: q7 SELECT INBOX (QRESYNC (`+v+` 6 1:10))
+		S: * OK [CLOSED] Previous mailbox closed
+		S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
+		S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
+		S: * 4 EXISTS
+		S: * 0 RECENT
+		S: * OK [UNSEEN 1] First unseen
+		S: * OK [UIDVALIDITY `+v+`] UIDs valid
+		S: * OK [UIDNEXT 6] Predicted next UID
+		S: * OK [HIGHESTMODSEQ 9] Highest
+		S: * VANISHED (EARLIER) 2
+		S: * 2 FETCH (UID 3 FLAGS (\Seen) MODSEQ (8))
+		S: q7 OK [READ-WRITE] SELECT completed
+		C: q8 STATUS INBOX (HIGHESTMODSEQ)
+		S: * STATUS INBOX (HIGHESTMODSEQ 9)
+		S: q8 OK STATUS completed
+	`, nil)
+}
+
+func TestTranscriptRev2Search(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 6; i++ {
+		e.deliver(e.acc, "INBOX", testMessage(i, []string{"apple", "banana", "Apple pie", "cherry", "date", "APPLE"}[i-1]))
+	}
+	e.transcript(t, greeting+login+`
+		C: r1 SELECT INBOX
+		S: * FLAGS (<*>)
+		S: * OK [PERMANENTFLAGS (<*>)] Flags permitted
+		S: * 6 EXISTS
+		S: * 0 RECENT
+		S: * OK [UNSEEN 1] First unseen
+		S: * OK [UIDVALIDITY <n>] UIDs valid
+		S: * OK [UIDNEXT 7] Predicted next UID
+		S: * OK [HIGHESTMODSEQ <n>] Highest
+		S: r1 OK [READ-WRITE] SELECT completed
+		C: r2 SEARCH SUBJECT apple
+		S: * SEARCH 1 3 6
+		S: r2 OK SEARCH completed
+		C: r3 UID SEARCH RETURN (MIN MAX COUNT ALL) OR SUBJECT cherry SUBJECT date
+		S: * ESEARCH (TAG "r3") UID MIN 4 MAX 5 ALL 4:5 COUNT 2
+		S: r3 OK UID SEARCH completed
+		C: r4 SEARCH RETURN (SAVE) SUBJECT apple
+		S: r4 OK SEARCH completed
+		C: r5 FETCH $ (UID)
+		S: * 1 FETCH (UID 1)
+		S: * 3 FETCH (UID 3)
+		S: * 6 FETCH (UID 6)
+		S: r5 OK FETCH completed
+		C: r6 UID SEARCH $ NOT 1
+		S: * SEARCH 3 6
+		S: r6 OK UID SEARCH completed
+		C: r7 SEARCH 2:4 NOT SUBJECT banana
+		S: * SEARCH 3 4
+		S: r7 OK SEARCH completed
+		C: r8 SEARCH RETURN (COUNT) SUBJECT nothing
+		S: * ESEARCH (TAG "r8") COUNT 0
+		S: r8 OK SEARCH completed
+		C: r9 SEARCH (OR BODY "number 2." BODY "NUMBER 5.") UNSEEN
+		S: * SEARCH 2 5
+		S: r9 OK SEARCH completed
+		C: s1 SEARCH HEADER Message-ID m4@ SENTON 1-Sep-2026 FROM bob
+		S: * SEARCH 4
+		S: s1 OK SEARCH completed
+		C: s2 SEARCH TEXT "hello number 6" SMALLER 100000 LARGER 10 BEFORE 1-Jan-2100 SINCE 1-Jan-2000
+		S: * SEARCH 6
+		S: s2 OK SEARCH completed
+		C: s3 SEARCH SUBJECT
+		S: s3 BAD syntax error: expected SP at end of command
+		C: s4 ENABLE IMAP4rev2
+		S: * ENABLED IMAP4rev2
+		S: s4 OK ENABLE completed
+		C: s5 SEARCH SUBJECT apple
+		S: * ESEARCH (TAG "s5") ALL 1,3,6
+		S: s5 OK SEARCH completed
+		C: s6 SELECT INBOX
+		S: * OK [CLOSED] Previous mailbox closed
+		S: * FLAGS (<*>)
+		S: * OK [PERMANENTFLAGS (<*>)] Flags permitted
+		S: * 6 EXISTS
+		S: * OK [UIDVALIDITY <n>] UIDs valid
+		S: * OK [UIDNEXT 7] Predicted next UID
+		S: * OK [HIGHESTMODSEQ <n>] Highest
+		S: * LIST () "/" INBOX
+		S: s6 OK [READ-WRITE] SELECT completed
 	`, nil)
 }
