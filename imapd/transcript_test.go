@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/coibox/coibox/store"
 )
 
 const greeting = "S: * OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE AUTH=PLAIN] coibox IMAP ready"
@@ -577,5 +579,217 @@ func TestTranscriptRev2Search(t *testing.T) {
 		S: * OK [HIGHESTMODSEQ <n>] Highest
 		S: * LIST () "/" INBOX
 		S: s6 OK [READ-WRITE] SELECT completed
+	`, nil)
+}
+
+func TestTranscriptAppend(t *testing.T) {
+	e := newEnvStore(t, store.Options{Summarize: Summarize, DefaultQuota: 1 << 10}, func(o *Options) { o.Limits.MaxMessageSize = 2000 })
+	e.transcript(t, greeting+`
+		C: p0 APPEND INBOX {5}
+		S: p0 NO Log in first
+		`+login+`
+		C: p1 APPEND INBOX (\Seen) " 7-Feb-2026 21:52:25 -0800" {20}
+		S: + Ready for literal data
+		C: Subject: a
+		C: 
+		C: body 1
+		S: p1 OK [APPENDUID <n> 1] APPEND completed
+		C: p2 APPEND INBOX {20+}
+		C: Subject: b
+		C: 
+		C: body 2
+		S: p2 OK [APPENDUID <n> 2] APPEND completed
+		C: p3 APPEND Nosuch {1+}
+		C: x
+		S: p3 NO [TRYCREATE] No such mailbox
+		C: p4 APPEND INBOX {1500}
+		S: p4 NO [OVERQUOTA] Quota exceeded: 1 of 1 KiB used
+		C: p5 APPEND INBOX {5000}
+		S: p5 NO [TOOBIG] message too large (limit 2000 bytes)
+		C: p6 NOOP
+		S: p6 OK NOOP completed
+		C: s1 SELECT INBOX
+		S: * FLAGS (<*>)
+		S: * OK [PERMANENTFLAGS (<*>)] Flags permitted
+		S: * 2 EXISTS
+		S: * 0 RECENT
+		S: * OK [UNSEEN 2] First unseen
+		S: * OK [UIDVALIDITY <n>] UIDs valid
+		S: * OK [UIDNEXT 3] Predicted next UID
+		S: * OK [HIGHESTMODSEQ <n>] Highest
+		S: s1 OK [READ-WRITE] SELECT completed
+		C: p7 FETCH 1 (FLAGS INTERNALDATE)
+		S: * 1 FETCH (FLAGS (\Seen) INTERNALDATE " 8-Feb-2026 05:52:25 +0000")
+		S: p7 OK FETCH completed
+		C: p8 APPEND INBOX {3+}
+		C: a=b
+		S: * 3 EXISTS
+		S: p8 OK [APPENDUID <n> 3] APPEND completed
+	`, nil)
+}
+
+// deltaChatMetadata is what Delta Chat 2.57 asks after login (chatmail.md §2.3).
+const deltaChatMetadata = `GETMETADATA "" (/shared/comment /shared/admin /shared/vendor/deltachat/irohrelay /shared/vendor/deltachat/turn /shared/vendor/deltachat/maxsmtprecipients)`
+
+func TestTranscriptMetadata(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Limits.MaxMetadataValue = 100
+		o.Limits.MaxMetadataEntries = 4
+	})
+	ctx := context.Background()
+	if err := e.st.SetMetadata(ctx, store.Server, 0, []store.MetaEntry{
+		{Name: "/shared/admin", Value: []byte("mailto:root@example.org")},
+		{Name: "/shared/vendor/deltachat/maxsmtprecipients", Value: []byte("1000")},
+	}, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.transcript(t, greeting+login+`
+		C: m1 `+deltaChatMetadata+`
+		S: * METADATA "" (/shared/comment NIL /shared/admin {23}
+		S: mailto:root@example.org /shared/vendor/deltachat/irohrelay NIL /shared/vendor/deltachat/turn NIL /shared/vendor/deltachat/maxsmtprecipients {4}
+		S: 1000)
+		S: m1 OK Getmetadata completed.
+		L: a01 SETMETADATA INBOX (/private/devicetoken "1111" )
+		S: a01 OK Setmetadata completed.
+		L: a02 GETMETADATA INBOX /private/devicetoken
+		S: * METADATA INBOX (/private/devicetoken {4}
+		S: 1111)
+		S: a02 OK Getmetadata completed.
+		C: m2 SETMETADATA "" (/private/vendor/x/a {3+}
+		C: one /private/vendor/x/b/c "two" /private/vendor/x/long "`+strings.Repeat("y", 40)+`")
+		S: m2 OK Setmetadata completed.
+		C: m3 GETMETADATA (DEPTH 1) "" /private/vendor/x
+		S: * METADATA "" (/private/vendor/x NIL /private/vendor/x/a {3}
+		S: one /private/vendor/x/long {40}
+		S: `+strings.Repeat("y", 40)+`)
+		S: m3 OK Getmetadata completed.
+		C: m4 GETMETADATA (DEPTH infinity MAXSIZE 10) "" (/private/vendor/x)
+		S: * METADATA "" (/private/vendor/x NIL /private/vendor/x/a {3}
+		S: one /private/vendor/x/b/c {3}
+		S: two)
+		S: m4 OK [METADATA LONGENTRIES 40] Getmetadata completed.
+		C: m5 SETMETADATA "" (/private/too/big "`+strings.Repeat("z", 101)+`")
+		S: m5 NO [METADATA MAXSIZE 100] Value of /private/too/big too long
+		C: m6 SETMETADATA "" (/private/one/more "x" /private/and/another "y")
+		S: m6 NO [METADATA TOOMANY] Too many metadata entries
+		C: m7 SETMETADATA "" (/private/vendor/x/long NIL)
+		S: m7 OK Setmetadata completed.
+		C: m8 SETMETADATA "" (/shared/admin "mailto:me@example.org")
+		S: m8 NO [NOPERM] Server entries are read-only: /shared/admin
+		C: m9 GETMETADATA "" /bogus
+		S: m9 BAD Invalid entry name "/bogus"
+		C: n1 GETMETADATA Nosuch /private/x
+		S: n1 NO [NONEXISTENT] No such mailbox
+		C: n2 SETMETADATA INBOX (/private/Comment "Hello")
+		S: n2 OK Setmetadata completed.
+		C: n3 GETMETADATA INBOX (/PRIVATE/COMMENT)
+		S: * METADATA INBOX (/private/comment {5}
+		S: Hello)
+		S: n3 OK Getmetadata completed.
+	`, nil)
+}
+
+// testHook owns /private/vendor/test/ on the server entry.
+type testHook struct{ set []MetadataEntry }
+
+func (h *testHook) Owns(mailbox, entry string) bool {
+	return mailbox == "" && strings.HasPrefix(entry, "/private/vendor/test")
+}
+
+func (h *testHook) GetMetadata(_ context.Context, _ *store.Account, _ string, names []string, _ int) ([]MetadataEntry, error) {
+	if names[0] == "/private/vendor/test/panic" {
+		panic("test hook")
+	}
+	return []MetadataEntry{{Name: "/private/vendor/test/root", Value: []byte("COI")}}, nil
+}
+
+func (h *testHook) SetMetadata(_ context.Context, _ *store.Account, _ string, es []MetadataEntry) error {
+	for _, e := range es {
+		if string(e.Value) != "yes" {
+			return &CommandError{Code: "CANNOT", Text: "invalid value for " + e.Name}
+		}
+	}
+	h.set = append(h.set, es...)
+	return nil
+}
+
+func TestTranscriptMetadataHookAndPanic(t *testing.T) {
+	hook := &testHook{}
+	e := newEnv(t, func(o *Options) {
+		o.MetadataHook = hook
+		o.ExtraCapabilities = func(*store.Account) []string { return []string{"XCHATMAIL"} }
+	})
+	e.transcript(t, greeting+`
+		C: a1 LOGIN alice@example.org password123
+		S: a1 OK [CAPABILITY <*> COMPRESS=DEFLATE XCHATMAIL] Logged in
+		C: h1 GETMETADATA "" (/private/vendor/test/root /private/other)
+		S: * METADATA "" (/private/vendor/test/root {3}
+		S: COI /private/other NIL)
+		S: h1 OK Getmetadata completed.
+		C: h2 SETMETADATA "" (/private/vendor/test/enabled "true")
+		S: h2 NO [CANNOT] invalid value for /private/vendor/test/enabled
+		C: h3 SETMETADATA "" (/private/vendor/test/enabled "yes")
+		S: h3 OK Setmetadata completed.
+		C: h4 GETMETADATA "" /private/vendor/test/panic
+		S: h4 BAD internal error
+		S: * BYE internal error
+	`, nil)
+	if len(hook.set) != 1 || hook.set[0].Name != "/private/vendor/test/enabled" {
+		t.Errorf("hook got %+v", hook.set)
+	}
+	// The server goes on serving other connections.
+	e.transcript(t, greeting+login+`
+		C: h5 NOOP
+		S: h5 OK NOOP completed
+	`, nil)
+}
+
+func TestTranscriptQuota(t *testing.T) {
+	e := newEnvStore(t, store.Options{Summarize: Summarize, DefaultQuota: 500 << 20})
+	e.deliver(e.acc, "INBOX", testMessage(1, "x"))
+	e.transcript(t, greeting+login+`
+		C: q1 GETQUOTAROOT INBOX
+		S: * QUOTAROOT INBOX ""
+		S: * QUOTA "" (STORAGE 1 512000)
+		S: q1 OK GETQUOTAROOT completed
+		C: q2 GETQUOTA ""
+		S: * QUOTA "" (STORAGE 1 512000)
+		S: q2 OK GETQUOTA completed
+		C: q3 GETQUOTA "other"
+		S: q3 NO [NONEXISTENT] No such quota root
+		C: q4 SETQUOTA "" (STORAGE 10)
+		S: q4 NO [NOPERM] Quotas are set by the administrator
+		C: q5 GETQUOTAROOT Nosuch
+		S: q5 NO [NONEXISTENT] No such mailbox
+	`, nil)
+	unlimited := newEnv(t)
+	unlimited.transcript(t, greeting+login+`
+		C: q1 GETQUOTAROOT INBOX
+		S: * QUOTAROOT INBOX
+		S: q1 OK GETQUOTAROOT completed
+	`, nil)
+}
+
+func TestTranscriptIDCapabilityNoop(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Compress = false })
+	e.transcript(t, greeting+`
+		C: a0 ID ("name" "Delta Chat")
+		S: * ID ("name" "coibox" "vendor" "coibox")
+		S: a0 OK ID completed
+		C: a1 LOGIN alice@example.org password123
+		S: a1 OK [CAPABILITY <*> QUOTA=RES-MESSAGE] Logged in
+		C: c1 CAPABILITY
+		S: * CAPABILITY <*> QUOTA=RES-MESSAGE
+		S: c1 OK CAPABILITY completed
+		C: c2 COMPRESS DEFLATE
+		S: c2 BAD COMPRESS is not available here
+		C: c3 ENABLE CONDSTORE X-UNKNOWN
+		S: * ENABLED CONDSTORE
+		S: c3 OK ENABLE completed
+		C: c4 NOOP
+		S: c4 OK NOOP completed
+		C: c5 LOGOUT
+		S: * BYE Logging out
+		S: c5 OK LOGOUT completed
 	`, nil)
 }
