@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -34,19 +33,16 @@ func loadConfig(path string) (*config.Config, string, error) {
 	return cfg, source, nil
 }
 
-// openStore opens the configured store. With the local profile a fresh data directory
-// starts out serving the domain localhost, so that `coibox account add you@localhost`
-// works as the first command as well as after `coibox serve`. fresh reports whether
-// the database did not exist before.
-func openStore(ctx context.Context, cfg *config.Config, source string, log *slog.Logger, observe func(int, time.Duration)) (s *store.Store, fresh bool, err error) {
+// openStore opens the configured store; opts' size and quota fields come from cfg.
+// With the local profile a fresh data directory starts out serving the domain
+// localhost, so that `coibox account add you@localhost` works as the first command as
+// well as after `coibox serve`. fresh reports whether the database did not exist before.
+func openStore(ctx context.Context, cfg *config.Config, source string, opts store.Options) (s *store.Store, fresh bool, err error) {
 	_, statErr := os.Stat(filepath.Join(cfg.DataDir, store.DBFile))
 	fresh = errors.Is(statErr, os.ErrNotExist)
-	s, err = store.Open(ctx, cfg.DataDir, store.Options{
-		GroupCommitMax: cfg.Store.GroupCommitMax,
-		DefaultQuota:   int64(cfg.Limits.Quota),
-		Logger:         log,
-		Observe:        observe,
-	})
+	opts.GroupCommitMax = cfg.Store.GroupCommitMax
+	opts.DefaultQuota = int64(cfg.Limits.Quota)
+	s, err = store.Open(ctx, cfg.DataDir, opts)
 	if err != nil {
 		return nil, false, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
@@ -65,7 +61,7 @@ func withStore(ctx context.Context, configPath string, fn func(*store.Store) err
 	if err != nil {
 		return err
 	}
-	s, _, err := openStore(ctx, cfg, source, nil, nil)
+	s, _, err := openStore(ctx, cfg, source, store.Options{})
 	if err != nil {
 		return err
 	}

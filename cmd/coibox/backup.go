@@ -33,7 +33,7 @@ func cmdBackup(ctx context.Context, e *env, configPath string, args []string) er
 			return fmt.Errorf("backup: %s is inside the data directory %s; choose a directory elsewhere", dst, cfg.DataDir)
 		}
 	}
-	s, _, err := openStore(ctx, cfg, source, nil, nil)
+	s, _, err := openStore(ctx, cfg, source, store.Options{})
 	if err != nil {
 		return err
 	}

@@ -9,12 +9,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/coibox/coibox/authlimit"
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/deliver"
+	"github.com/coibox/coibox/dkim"
+	"github.com/coibox/coibox/dnsx"
+	"github.com/coibox/coibox/imapd"
 	"github.com/coibox/coibox/metrics"
+	"github.com/coibox/coibox/queue"
+	"github.com/coibox/coibox/smtpd"
 	"github.com/coibox/coibox/store"
 	"github.com/coibox/coibox/tlsmgr"
 	"github.com/coibox/coibox/webadmin"
@@ -54,11 +62,24 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	log.Info("listening", "config", source, "startup", time.Since(e.start).Round(time.Microsecond).String())
 
 	m := metrics.New()
-	s, fresh, err := openStore(ctx, cfg, source, log.With("pkg", "store"), m.ObserveCommit)
+	// The queue exists before the store so that every commit can wake it: a message
+	// queued for a remote recipient should leave now, not at the queue's next scan.
+	var q *queue.Queue
+	observe := func(batch int, d time.Duration) {
+		m.ObserveCommit(batch, d)
+		if q != nil {
+			q.Kick()
+		}
+	}
+	s, fresh, err := openStore(ctx, cfg, source, store.Options{
+		Logger:    log.With("pkg", "store"),
+		Observe:   observe,
+		Summarize: imapd.Summarize,
+	})
 	if err != nil {
 		return err
 	}
-	// The store closes last, after every listener has drained.
+	// The store closes last, after every listener and the queue have stopped.
 	defer func() {
 		if err := s.Close(); err != nil {
 			log.Error("close store", "err", err)
@@ -83,9 +104,119 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		return err
 	}
 
+	resolver := dnsx.New(cfg.DNS.Resolver)
+	keys := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir))
+	pipeline := deliver.New(s, deliver.Options{
+		Hostname:        cfg.Hostname,
+		MaxRecipients:   cfg.Limits.Recipients,
+		MaxMessageBytes: int64(cfg.Limits.MessageSize),
+		Checks:          []deliver.Check{authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"))},
+		Logger:          log.With("pkg", "deliver"),
+		Metrics:         m,
+	})
+	q = queue.New(s, queue.Options{
+		Hostname:     cfg.Hostname,
+		Resolver:     resolver,
+		Signer:       keys,
+		RemotePort:   cfg.Queue.RemotePort,
+		Lifetime:     time.Duration(cfg.Queue.Lifetime),
+		DelayNotice:  time.Duration(cfg.Queue.DelayNotice),
+		MinRetry:     time.Duration(cfg.Queue.MinRetry),
+		MaxRetry:     time.Duration(cfg.Queue.MaxRetry),
+		Smarthost:    smarthost(cfg),
+		LocalDeliver: localDSN(s, pipeline, cfg.Hostname),
+		Logger:       log.With("pkg", "queue"),
+	})
+	// One limiter for every password check, so a guesser cannot spread attempts over
+	// SMTP and IMAP to get twice the allowance.
+	limiter := authlimit.New(cfg.Limits.AuthFailuresPerIP, time.Duration(cfg.Limits.AuthFailureWindow))
+
+	// hardCtx ends every connection at once; it is cancelled only after the graceful
+	// shutdown had its chance.
+	hardCtx, hardStop := context.WithCancel(context.Background())
+	defer hardStop()
 	var wg sync.WaitGroup
-	errc := make(chan error, 8)
+	errc := make(chan error, 16)
 	var shutdowns []func(context.Context) error
+
+	for _, l := range []struct {
+		name string
+		kind smtpd.Kind
+	}{{"smtp", smtpd.MX}, {"submission", smtpd.Submission}, {"submissions", smtpd.Submissions}} {
+		ln := lns.get(l.name)
+		if ln == nil {
+			continue
+		}
+		srv := smtpd.New(smtpd.Options{
+			Kind:                l.kind,
+			Hostname:            cfg.Hostname,
+			TLSConfig:           tlsm.TLSConfig(),
+			Pipeline:            pipeline,
+			Store:               s,
+			AuthLimiter:         limiter,
+			MaxMessageBytes:     int64(cfg.Limits.MessageSize),
+			MaxRecipients:       cfg.Limits.Recipients,
+			MaxConnections:      cfg.Limits.SMTPConnections,
+			MaxConnectionsPerIP: cfg.Limits.SMTPConnectionsPerIP,
+			ReadTimeout:         time.Duration(cfg.Limits.SMTPCommandTimeout),
+			DataTimeout:         time.Duration(cfg.Limits.SMTPDataTimeout),
+			Logger:              log.With("pkg", "smtpd"),
+			Metrics:             m,
+		})
+		// smtpd adds the TLS layer of submissions itself, after its connection limits.
+		wg.Go(func() {
+			if err := srv.Serve(hardCtx, ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.name, err)
+			}
+		})
+		shutdowns = append(shutdowns, srv.Shutdown)
+	}
+
+	// IMAP: imapd.New exists, so both IMAP listeners are wired here.
+	for _, l := range []struct {
+		name     string
+		implicit bool
+	}{{"imap", false}, {"imaps", true}} {
+		ln := lns.get(l.name)
+		if ln == nil {
+			continue
+		}
+		srv := imapd.New(imapd.Options{
+			Hostname:    cfg.Hostname,
+			Store:       s,
+			TLSConfig:   tlsm.TLSConfig(),
+			ImplicitTLS: l.implicit,
+			Limits: imapd.Limits{
+				MaxLine:            cfg.Limits.IMAPLineLength,
+				MaxMessageSize:     int64(cfg.Limits.IMAPLiteralSize),
+				MaxConnsPerIP:      cfg.Limits.IMAPConnectionsPerIP,
+				MaxConnsPerAccount: cfg.Limits.IMAPConnectionsPerAccount,
+				IdleTimeout:        time.Duration(cfg.Limits.IMAPIdleTimeout),
+			},
+			AuthLimiter: limiter,
+			Logger:      log.With("pkg", "imapd", "listener", l.name),
+			Metrics: imapd.Metrics{
+				Connections: func(delta int) {
+					if delta > 0 {
+						m.IMAPSessionStarted()
+					} else {
+						m.IMAPSessionEnded()
+					}
+				},
+				Login: func(ok bool) {
+					if !ok {
+						m.AuthFailed(l.name)
+					}
+				},
+			},
+		})
+		wg.Go(func() {
+			if err := srv.Serve(hardCtx, ln); err != nil && !errors.Is(err, imapd.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", l.name, err)
+			}
+		})
+		shutdowns = append(shutdowns, srv.Shutdown)
+	}
 
 	web := webadmin.New(webadmin.Options{
 		Metrics: m.Handler(),
@@ -96,8 +227,8 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Logger: log.With("pkg", "webadmin"),
 	})
 	for _, name := range []string{"http", "https"} {
-		l := lns.get(name)
-		if l == nil {
+		ln := lns.get(name)
+		if ln == nil {
 			continue
 		}
 		h := web
@@ -105,7 +236,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			// ACME HTTP-01 challenges arrive on plain HTTP.
 			h = tlsm.HTTPHandler(web)
 		} else {
-			l = tls.NewListener(l, tlsm.TLSConfig())
+			ln = tls.NewListener(ln, tlsm.TLSConfig())
 		}
 		srv := &http.Server{
 			Handler:           h,
@@ -113,25 +244,38 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 		wg.Go(func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", name, err)
 			}
 		})
 		shutdowns = append(shutdowns, srv.Shutdown)
 	}
 
+	queueCtx, queueStop := context.WithCancel(context.Background())
+	defer queueStop()
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		if err := q.Run(queueCtx); err != nil {
+			errc <- fmt.Errorf("run queue: %w", err)
+		}
+	}()
+
 	if source == config.LocalSource {
 		printWelcome(ctx, e.stdout, cfg, s, fresh)
 	}
-	log.Info("ready", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "startup", time.Since(e.start).Round(time.Microsecond).String())
+	log.Info("ready", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "listeners", strings.Join(lns.names, ","),
+		"startup", time.Since(e.start).Round(time.Microsecond).String())
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", shutdownGrace.String())
 	case runErr = <-errc:
-		log.Error("listener failed; shutting down", "err", runErr)
+		log.Error("shutting down after a failure", "err", runErr)
 	}
+	// Stop accepting everywhere at once and let running transactions and commands
+	// finish; at the deadline what is left is cut off.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var swg sync.WaitGroup
@@ -143,7 +287,11 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		})
 	}
 	swg.Wait()
+	hardStop()
 	wg.Wait()
+	// Deliveries in flight stop and stay queued for the next start.
+	queueStop()
+	<-queueDone
 	return runErr
 }
 
@@ -180,6 +328,8 @@ func listenAll(cfg *config.Config) (*listeners, error) {
 		{"smtp", cfg.Listen.SMTP},
 		{"submission", cfg.Listen.Submission},
 		{"submissions", cfg.Listen.Submissions},
+		{"imap", cfg.Listen.IMAP},
+		{"imaps", cfg.Listen.IMAPS},
 		{"http", cfg.Listen.HTTP},
 		{"https", cfg.Listen.HTTPS},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/coibox/coibox/internal/testutil"
 	"github.com/coibox/coibox/store"
@@ -149,7 +152,56 @@ func TestServe(t *testing.T) {
 		{name: "domain add while serving", args: []string{"domain", "add", "example.org", c}},
 		{name: "account add while serving", args: []string{"account", "add", "alice@example.org", c}, stdin: "alice pw\n"},
 		{name: "account list while serving", args: []string{"account", "list", c}, wantStdout: []string{"alice@example.org"}},
-		{name: "verify while serving", args: []string{"verify", c}, wantStdout: []string{"store is consistent: 1 accounts"}},
+	})
+
+	// The account added by another process logs in at once, over every listener.
+	tlsc := &tls.Config{InsecureSkipVerify: true} // the test server's self-signed certificate
+	t.Run("submission STARTTLS and AUTH", func(t *testing.T) {
+		sc := dialSMTP(t, l.Submission, nil)
+		expect(t, "STARTTLS", 220)(sc.StartTLS(tlsc))
+		expect(t, "EHLO", 250)(sc.Hello("client.test"))
+		expect(t, "AUTH wrong password", 535)(sc.AuthPlain("alice@example.org", "wrong"))
+		expect(t, "AUTH", 235)(sc.AuthPlain("alice@example.org", "alice pw"))
+		expect(t, "send", 250)(sc.Send("alice@example.org", []string{"alice@example.org"}, testMessage("alice@example.org", "to myself")))
+		_ = sc.Quit()
+	})
+	t.Run("submissions AUTH", func(t *testing.T) {
+		sc := dialSMTP(t, l.Submissions, tlsc)
+		expect(t, "AUTH", 235)(sc.AuthPlain("alice@example.org", "alice pw"))
+		_ = sc.Quit()
+	})
+	t.Run("MX delivery", func(t *testing.T) {
+		sc := dialSMTP(t, l.SMTP, nil)
+		expect(t, "unknown user", 550)(sc.Send("bob@remote.example", []string{"nobody@example.org"}, nil))
+		expect(t, "RSET", 250)(sc.Cmd("RSET"))
+		expect(t, "send", 250)(sc.Send("bob@remote.example", []string{"Alice+tag@example.org"}, testMessage("bob@remote.example", "hello from afar")))
+		_ = sc.Quit()
+	})
+	t.Run("IMAPS login sees both messages", func(t *testing.T) {
+		c, err := imapclient.DialTLS(l.IMAPS, &imapclient.Options{TLSConfig: tlsc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Login("alice@example.org", "alice pw").Wait(); err != nil {
+			t.Fatalf("LOGIN: %v", err)
+		}
+		sel, err := c.Select("INBOX", nil).Wait()
+		if err != nil {
+			t.Fatalf("SELECT: %v", err)
+		}
+		if sel.NumMessages != 2 {
+			t.Errorf("INBOX has %d messages, want 2", sel.NumMessages)
+		}
+		_ = c.Logout().Wait()
+	})
+	t.Run("passwd while serving", func(t *testing.T) {
+		step{args: []string{"account", "passwd", "alice@example.org", c}, stdin: "new pw\n"}.
+			check(t, coibox(t, "", "new pw\n", "account", "passwd", "alice@example.org", c))
+		sc := dialSMTP(t, l.Submissions, tlsc)
+		expect(t, "AUTH old password", 535)(sc.AuthPlain("alice@example.org", "alice pw"))
+		expect(t, "AUTH new password", 235)(sc.AuthPlain("alice@example.org", "new pw"))
+		_ = sc.Quit()
 	})
 
 	t.Run("backup while serving", func(t *testing.T) {
@@ -183,7 +235,41 @@ func TestServe(t *testing.T) {
 		}
 	})
 	// After the server closed the store it must still be clean.
-	step{args: []string{"verify", c}, wantStdout: []string{"store is consistent"}}.check(t, coibox(t, "", "", "verify", c))
+	step{args: []string{"verify", c}, wantStdout: []string{"store is consistent: 1 accounts, 2 messages"}}.check(t, coibox(t, "", "", "verify", c))
+}
+
+// dialSMTP connects (with implicit TLS if tlsc is set) and says EHLO.
+func dialSMTP(t *testing.T, addr string, tlsc *tls.Config) *testutil.SMTPClient {
+	t.Helper()
+	sc, greet, err := testutil.DialSMTP(t.Context(), addr, testutil.SMTPDialOptions{TLS: tlsc, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	if greet.Code != 220 {
+		t.Fatalf("greeting: %v", greet)
+	}
+	expect(t, "EHLO", 250)(sc.Hello("client.test"))
+	return sc
+}
+
+// expect returns a checker for an SMTP step's reply code.
+func expect(t *testing.T, what string, code int) func(testutil.SMTPReply, error) {
+	t.Helper()
+	return func(r testutil.SMTPReply, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if r.Code != code {
+			t.Fatalf("%s: got %v, want %d", what, r, code)
+		}
+	}
+}
+
+func testMessage(from, subject string) []byte {
+	return []byte("From: <" + from + ">\r\nTo: <alice@example.org>\r\nSubject: " + subject +
+		"\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@test>\r\nDate: Mon, 02 Jan 2026 15:04:05 +0000\r\n\r\nHello.\r\n")
 }
 
 // startupRE finds the time from process start to bound sockets in the "listening" log.
