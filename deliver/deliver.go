@@ -203,6 +203,19 @@ func (p *Pipeline) AddRecipient(ctx context.Context, env *Envelope, rcpt string)
 		}
 	}
 	r := Recipient{Address: rcpt}
+	// Most mail is for an account's own address: one read then tells both where it
+	// goes and whether it fits, where Resolve plus the quota check would take three.
+	acc, err := p.store.Account(ctx, norm)
+	switch {
+	case err == nil:
+		if p.full(acc) {
+			return p.refuse(env, errMailboxFull(rcpt))
+		}
+		r.Accounts = []int64{acc.ID}
+		return p.accept(ctx, env, r)
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("look up recipient %s: %w", rcpt, err)
+	}
 	res, err := p.store.Resolve(ctx, norm)
 	switch {
 	case errors.Is(err, store.ErrNotLocal):
@@ -232,12 +245,17 @@ func (p *Pipeline) AddRecipient(ctx context.Context, env *Envelope, rcpt string)
 			}
 		}
 	}
+	return p.accept(ctx, env, r)
+}
+
+// accept runs the recipient checks on a recipient the built-in rules let through.
+func (p *Pipeline) accept(ctx context.Context, env *Envelope, r Recipient) error {
 	for _, check := range p.opts.RcptChecks {
 		if err := check(ctx, env, &r); err != nil {
 			if rep, ok := AsReply(err); ok {
 				return p.refuse(env, rep)
 			}
-			return fmt.Errorf("check recipient %s: %w", rcpt, err)
+			return fmt.Errorf("check recipient %s: %w", r.Address, err)
 		}
 	}
 	env.Recipients = append(env.Recipients, r)

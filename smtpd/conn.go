@@ -35,7 +35,16 @@ type conn struct {
 
 	dead   atomic.Bool // no more reads or writes
 	closed sync.Once
+
+	// Replies are held until the session next waits for input, then sent in one
+	// write: a pipelining client's MAIL, RCPT and DATA replies travel together (RFC
+	// 2920 §3.2 asks servers to do so), which halves the write calls per message.
+	wmu  sync.Mutex
+	wbuf []byte
 }
+
+// maxPending is how much output is held before it is written regardless.
+const maxPending = 32 << 10
 
 // stopLocked says whether the session must end at this read, and with which reply.
 func (c *conn) stopLocked() (reply string, stop bool) {
@@ -62,6 +71,12 @@ func (c *conn) Read(b []byte) (int, error) {
 		c.die(reply)
 		return 0, net.ErrClosed
 	}
+	if err := c.flush(); err != nil {
+		c.mu.Lock()
+		c.inRead = false
+		c.mu.Unlock()
+		return 0, err
+	}
 	n, err := c.Conn.Read(b)
 	c.mu.Lock()
 	c.inRead = false
@@ -86,10 +101,44 @@ func (c *conn) Write(b []byte) (int, error) {
 	if c.dead.Load() {
 		return 0, net.ErrClosed
 	}
-	return c.Conn.Write(b)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = append(c.wbuf, b...)
+	if len(c.wbuf) >= maxPending {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+// flush writes the held output.
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *conn) flushLocked() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.wbuf)
+	if cap(c.wbuf) > 4<<10 {
+		c.wbuf = nil // do not keep a burst's buffer for the life of the connection
+	} else {
+		c.wbuf = c.wbuf[:0]
+	}
+	return err
 }
 
 func (c *conn) Close() error {
+	if !c.dead.Load() {
+		// Send what is held (a QUIT's 221, a TLS close_notify). The TLS layer has set
+		// the write deadline to now on its way here, so set a short one of our own.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		_ = c.flush()
+	}
 	c.dead.Store(true)
 	err := c.Conn.Close()
 	c.closed.Do(func() { c.srv.forget(c) })
@@ -103,9 +152,12 @@ func (c *conn) die(reply string) {
 	c.mu.Lock()
 	out := c.outer
 	c.mu.Unlock()
-	if reply != "" && out != nil && !c.dead.Load() {
+	if !c.dead.Load() {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = out.Write([]byte(reply + "\r\n"))
+		if reply != "" && out != nil {
+			_, _ = out.Write([]byte(reply + "\r\n"))
+		}
+		_ = c.flush()
 	}
 	c.dead.Store(true)
 	c.Conn.Close()
