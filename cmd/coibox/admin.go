@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/dkim"
 	"github.com/coibox/coibox/store"
 )
 
@@ -55,8 +56,9 @@ func openStore(ctx context.Context, cfg *config.Config, source string, opts stor
 	return s, fresh, nil
 }
 
-// withStore runs fn with the store the config at configPath names, and closes it.
-func withStore(ctx context.Context, configPath string, fn func(*store.Store) error) error {
+// withStore runs fn with the configuration at configPath and the store it names, and
+// closes the store.
+func withStore(ctx context.Context, configPath string, fn func(*config.Config, *store.Store) error) error {
 	cfg, source, err := loadConfig(configPath)
 	if err != nil {
 		return err
@@ -65,7 +67,7 @@ func withStore(ctx context.Context, configPath string, fn func(*store.Store) err
 	if err != nil {
 		return err
 	}
-	return errors.Join(fn(s), s.Close())
+	return errors.Join(fn(cfg, s), s.Close())
 }
 
 // subcommand splits "account add x@y --config f" into its verb and the verb's
@@ -115,7 +117,7 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 			return err
 		}
 	}
-	return withStore(ctx, configPath, func(s *store.Store) error {
+	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
 		switch verb {
 		case "add":
 			addr := store.Normalize(pos[0])
@@ -174,7 +176,7 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 	chatmail := fs.Bool("chatmail", false, "apply chatmail rules to the domain (domain add)")
 	force := fs.Bool("force", false, "delete the domain's accounts too (domain del)")
 	verb, pos, err := subcommand(fs, args, map[string][2]int{
-		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0},
+		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0}, "records": {1, 1},
 	})
 	if err != nil {
 		return err
@@ -185,7 +187,7 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 	if *force && verb != "del" && verb != "delete" {
 		return usagef("domain %s: --force only goes with domain del", verb)
 	}
-	return withStore(ctx, configPath, func(s *store.Store) error {
+	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
 		switch verb {
 		case "add":
 			d, err := s.AddDomain(ctx, pos[0], *chatmail)
@@ -197,6 +199,13 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 				kind = "chatmail domain"
 			}
 			fmt.Fprintf(e.stdout, "added %s %s\n", kind, d.Name)
+			return printDKIMRecords(e.stdout, cfg, d.Name)
+		case "records":
+			name := store.Normalize(pos[0])
+			if _, err := s.Domain(ctx, name); err != nil {
+				return explain(err, name)
+			}
+			return printDKIMRecords(e.stdout, cfg, name)
 		case "del", "delete":
 			name := store.Normalize(pos[0])
 			if err := s.DeleteDomain(ctx, name, *force); err != nil {
@@ -243,7 +252,7 @@ func cmdAlias(ctx context.Context, e *env, configPath string, args []string) err
 	if err != nil {
 		return err
 	}
-	return withStore(ctx, configPath, func(s *store.Store) error {
+	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
 		switch verb {
 		case "add":
 			addr, dest := store.Normalize(pos[0]), store.Normalize(pos[1])
@@ -288,6 +297,24 @@ func cmdAlias(ctx context.Context, e *env, configPath string, args []string) err
 		}
 		return nil
 	})
+}
+
+// printDKIMRecords makes sure domain has DKIM keys (the queue signs outgoing mail
+// with them) and prints the DNS records that publish them.
+func printDKIMRecords(w io.Writer, cfg *config.Config, domain string) error {
+	keys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Ensure(domain)
+	if err != nil {
+		return err
+	}
+	recs, err := dkim.Records(domain, keys)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Publish these DNS records so that other servers can check the DKIM signatures of mail from %s:\n", domain)
+	for _, r := range recs {
+		fmt.Fprintln(w, r.ZoneLine())
+	}
+	return nil
 }
 
 // explain turns the store's sentinel errors into messages that say what to do.

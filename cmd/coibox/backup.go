@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/store"
 )
 
@@ -127,7 +128,7 @@ func cmdVerify(ctx context.Context, e *env, configPath string, args []string) er
 	if _, err := parseArgs(fset, args, 0, 0); err != nil {
 		return err
 	}
-	return withStore(ctx, configPath, func(s *store.Store) error {
+	return withStore(ctx, configPath, func(_ *config.Config, s *store.Store) error {
 		probs, err := s.Verify(ctx)
 		if err != nil {
 			return err

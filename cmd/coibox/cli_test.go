@@ -121,7 +121,10 @@ func TestAdminCommands(t *testing.T) {
 	c := "--config=" + cfg
 	generated := `re:password: [a-zA-Z0-9]{20}\n`
 	runSteps(t, "", []step{
-		{name: "domain add", args: []string{"domain", "add", "Example.ORG", "--config", cfg}, wantStdout: []string{"added domain example.org"}},
+		{name: "domain add", args: []string{"domain", "add", "Example.ORG", "--config", cfg}, wantStdout: []string{"added domain example.org",
+			`re:\._domainkey\.example\.org\. 3600 IN TXT "v=DKIM1; k=ed25519; p=`, `re:\._domainkey\.example\.org\. 3600 IN TXT "v=DKIM1; k=rsa; p=`}},
+		{name: "domain records", args: []string{"domain", "records", "example.org", c}, wantStdout: []string{`._domainkey.example.org. 3600 IN TXT "v=DKIM1; k=ed25519; p=`}},
+		{name: "domain records, unknown domain", args: []string{"domain", "records", "nope.example", c}, wantCode: 1, wantStderr: []string{"nope.example does not exist"}},
 		{name: "domain add again", args: []string{"--config", cfg, "domain", "add", "example.org"}, wantCode: 1, wantStderr: []string{"example.org already exists"}},
 		{name: "domain add chatmail", args: []string{"domain", "add", "--chatmail", "chat.example", c}, wantStdout: []string{"added chatmail domain chat.example"}},
 		{name: "account add, password from stdin", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw one\n", wantStdout: []string{"added account alice@example.org"}, notStdout: []string{"password:"}},
@@ -347,8 +350,9 @@ func TestBackup(t *testing.T) {
 		{name: "domain add", args: []string{"domain", "add", "example.org", c}},
 		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw\n"},
 	})
-	// Stand-ins for the certificate and DKIM key folders, with a private key's mode.
-	for _, f := range []string{"tls/key.pem", "dkim/example.org/sel.key"} {
+	// A stand-in for the certificate folder, with a private key's mode; domain add
+	// made the DKIM keys.
+	for _, f := range []string{"tls/key.pem"} {
 		p := filepath.Join(dataDir, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			t.Fatal(err)
@@ -360,11 +364,11 @@ func TestBackup(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "backup")
 	runSteps(t, "", []step{
 		{name: "backup", args: []string{"backup", dst, c}, wantStdout: []string{
-			"wrote " + filepath.Join(dst, store.DBFile), "wrote " + filepath.Join(dst, "tls") + " (1 files)", "wrote " + filepath.Join(dst, "dkim") + " (1 files)"}},
+			"wrote " + filepath.Join(dst, store.DBFile), "wrote " + filepath.Join(dst, "tls") + " (1 files)", "wrote " + filepath.Join(dst, "dkim") + " (3 files)"}},
 		{name: "backup again refuses", args: []string{"backup", dst, c}, wantCode: 1, wantStderr: []string{"exists; choose an empty directory"}},
 		{name: "backup into the data dir refuses", args: []string{"backup", filepath.Join(dataDir, "bk"), c}, wantCode: 1, wantStderr: []string{"inside the data directory"}},
 	})
-	for _, f := range []string{"tls/key.pem", "dkim/example.org/sel.key"} {
+	for _, f := range []string{"tls/key.pem", "dkim/example.org/rsa.key", "dkim/example.org/ed25519.key"} {
 		fi, err := os.Stat(filepath.Join(dst, f))
 		if err != nil {
 			t.Fatal(err)

@@ -35,6 +35,8 @@ Commands:
   domain del [--force] DOMAIN        stop serving a domain; --force also deletes its
                                      accounts and their mail
   domain list                        list domains
+  domain records DOMAIN              print the DKIM DNS records to publish (domain add
+                                     prints them too)
   alias add ADDRESS DESTINATION      deliver mail for ADDRESS to DESTINATION as well;
                                      ADDRESS "@domain" is the domain's catch-all
   alias del ADDRESS [DESTINATION]    remove one destination, or the whole alias
