@@ -18,6 +18,7 @@ import (
 	"github.com/coibox/coibox/queue/internal/smtpc"
 	"github.com/coibox/coibox/queue/mtasts"
 	"github.com/coibox/coibox/store"
+	"golang.org/x/net/idna"
 )
 
 // kind is the outcome of one attempt for one recipient.
@@ -193,6 +194,20 @@ func failAll(j *job, f *failure) []result {
 
 // resolve finds the MX hosts of domain and its MTA-STS policy.
 func (q *Queue) resolve(ctx context.Context, domain string) (*route, *failure) {
+	if lit, ok := strings.CutPrefix(domain, "["); ok {
+		// An address literal (RFC 5321 4.1.3): that host and no other.
+		ip := net.ParseIP(strings.TrimPrefix(strings.TrimSuffix(lit, "]"), "ipv6:"))
+		if ip == nil || !strings.HasSuffix(lit, "]") {
+			return nil, permf(501, "5.1.3", "bad address literal %s", domain)
+		}
+		return &route{hosts: []string{ip.String()}}, nil
+	}
+	// DNS knows internationalized names only in their A-label form.
+	ascii, err := idna.Lookup.ToASCII(domain)
+	if err != nil {
+		return nil, permf(501, "5.1.3", "bad domain name %s: %v", domain, err)
+	}
+	domain = ascii
 	mxs, err := q.opts.Resolver.LookupMX(ctx, domain)
 	switch {
 	case errors.Is(err, dnsx.ErrNullMX):

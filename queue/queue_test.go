@@ -404,6 +404,25 @@ func TestDestinationErrors(t *testing.T) {
 	}
 }
 
+func TestDomainForms(t *testing.T) {
+	e := newEnv(t, nil)
+	idn := newSink(t, sinkOpts{smtputf8: true})
+	e.dns.Add("xn--bcher-kva.test. 60 IN MX 10 mx.xn--bcher-kva.test.\nmx.xn--bcher-kva.test. 60 IN A 192.0.2.7")
+	e.route("192.0.2.7", idn)
+	lit := newSink(t, sinkOpts{})
+	e.route("192.0.2.8", lit)
+	e.enqueue("alice@a.test", []string{"leser@bücher.test"}, message("alice@a.test", "leser@bücher.test", "idn"),
+		func(o *store.Outbound) { o.SMTPUTF8 = true })
+	e.enqueue("alice@a.test", []string{"postmaster@[192.0.2.8]"}, message("alice@a.test", "postmaster@[192.0.2.8]", "literal"))
+	e.drain()
+	if got := idn.received(); len(got) != 1 || got[0].To[0] != "leser@bücher.test" {
+		t.Errorf("IDN domain: %+v", got)
+	}
+	if got := lit.received(); len(got) != 1 || got[0].To[0] != "postmaster@[192.0.2.8]" {
+		t.Errorf("address literal: %+v", got)
+	}
+}
+
 func TestMTASTS(t *testing.T) {
 	const policy = "version: STSv1\nmode: enforce\nmx: mx.b.test\nmax_age: 86400\n"
 	tests := []struct {
