@@ -478,6 +478,13 @@ func (w *worker) send(ctx context.Context, j *job, sig, body []byte) (results []
 	for _, r := range e.Rcpts {
 		env.To = append(env.To, r.Rcpt)
 	}
+	for _, a := range append([]string{env.From}, env.To...) {
+		// Addresses come from our own SMTP server, but a line break in one would
+		// let it inject commands into the session: refuse rather than trust.
+		if strings.ContainsAny(a, "\r\n\x00<>") {
+			return failAll(j, permf(501, "5.1.3", "bad address %q", a)), false
+		}
+	}
 	if ok, _ := s.c.Extension("8BITMIME"); ok && e.EightBit {
 		env.MailParams = append(env.MailParams, "BODY=8BITMIME")
 	}

@@ -1,10 +1,3 @@
-// Package queue delivers outbound mail: it takes due recipients from the store's queue,
-// finds their MX hosts, sends over (MTA-STS-checked) TLS, retries and bounces with DSNs.
-//
-// All state lives in the store. A recipient is marked delivered only after the remote
-// server's 250 to the final dot, in a durable store write, so a restart or kill -9 loses
-// nothing; a crash in the instant between that 250 and our commit makes the message go
-// out again on restart, the duplicate that every MTA risks there (RFC 5321 6.1).
 package queue
 
 import (
