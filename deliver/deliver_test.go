@@ -501,3 +501,27 @@ func FuzzFromHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReceivedField checks that no HELO name or recipient, however hostile, breaks
+// the Received field out of its lines: every line but the first is a continuation.
+func FuzzReceivedField(f *testing.F) {
+	f.Add("mail.example.org", "a@example.org")
+	f.Add("evil\r\nX-Injected: yes", "a@b>\r\nBcc: x")
+	f.Add("", "\xff\xfe")
+	f.Fuzz(func(t *testing.T, helo, rcpt string) {
+		m := &Message{Envelope: Envelope{ID: "id", HELO: helo, Recipients: []Recipient{{Address: rcpt}}}}
+		got := receivedField(m, "mx.example.org", time.Unix(0, 0).UTC())
+		if !strings.HasPrefix(got, "Received: from ") || !strings.HasSuffix(got, "\r\n") {
+			t.Fatalf("malformed: %q", got)
+		}
+		lines := strings.Split(strings.TrimSuffix(got, "\r\n"), "\r\n")
+		for i, l := range lines {
+			if strings.ContainsAny(l, "\r\n") {
+				t.Fatalf("line %d has a bare CR or LF: %q", i, l)
+			}
+			if i > 0 && !strings.HasPrefix(l, "\t") {
+				t.Fatalf("line %d is not a continuation: %q", i, l)
+			}
+		}
+	})
+}

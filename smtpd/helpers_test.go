@@ -94,6 +94,7 @@ func startServer(t testing.TB, kind smtpd.Kind, tweak func(*smtpd.Options)) *tes
 	if tweak != nil {
 		tweak(&opts)
 		pipe.MaxRecipients, pipe.MaxMessageBytes = opts.MaxRecipients, opts.MaxMessageBytes
+		pipe.Metrics = opts.Metrics
 	}
 	opts.Pipeline = deliver.New(st, pipe)
 	ts.srv = smtpd.New(opts)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coibox/coibox/authlimit"
+	"github.com/coibox/coibox/metrics"
 	"github.com/coibox/coibox/smtpd"
 )
 
@@ -602,5 +604,41 @@ func TestShutdownDeadline(t *testing.T) {
 		CLOSED`)
 	if n := len(ts.mailbox(t, ts.alice, "INBOX")); n != 0 {
 		t.Errorf("%d messages stored from a cut transaction", n)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	m := metrics.New()
+	ts := startServer(t, smtpd.MX, func(o *smtpd.Options) { o.Metrics = m; o.MaxConnections = 1 })
+	c := dial(t, ts.addr)
+	c.run(`
+		S: 220 *
+		EHLO client.example
+		C: MAIL FROM:<someone@remote.example>
+		S: 250 *
+		C: RCPT TO:<nobody@example.org>
+		S: 550 *
+		C: RCPT TO:<alice@example.org>
+		S: 250 *
+		C: DATA
+		S: 354 *
+		C: Subject: counted
+		C:
+		C: .
+		S: 250 *`)
+	dial(t, ts.addr).run("S: 421 *\nCLOSED")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`coibox_messages_received_total{listener="mx"} 1`,
+		`coibox_deliveries_total{destination="local"} 1`,
+		`coibox_messages_rejected_total{listener="mx",reason="unknown_user"} 1`,
+		`coibox_smtp_sessions{listener="mx"} 1`,
+		`coibox_smtp_sessions_total{listener="mx"} 1`,
+		`coibox_connections_refused_total{listener="mx",reason="limit"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }
