@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -317,4 +318,48 @@ func TestServePortInUse(t *testing.T) {
 	r := coibox(t, "", "", "serve", "--config", cfg)
 	step{wantCode: 1, wantStderr: []string{"listen.smtp", l.SMTP, "address already in use"}}.check(t, r)
 	first.stop(t, syscall.SIGTERM)
+}
+
+// TestGracefulShutdown sends SIGTERM in the middle of a message: the transaction must
+// still complete with 250 and be stored, and new connections must be refused.
+func TestGracefulShutdown(t *testing.T) {
+	cfg, _, l := testutil.ServerConfig(t, "")
+	c := "--config=" + cfg
+	runSteps(t, "", []step{
+		{name: "domain add", args: []string{"domain", "add", "example.org", c}},
+		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw\n"},
+	})
+	srv := startServer(t, cfg)
+	sc := dialSMTP(t, l.SMTP, nil)
+	expect(t, "MAIL", 250)(sc.Cmd("MAIL FROM:<bob@remote.example>"))
+	expect(t, "RCPT", 250)(sc.Cmd("RCPT TO:<alice@example.org>"))
+	expect(t, "DATA", 354)(sc.Cmd("DATA"))
+	msg := testMessage("bob@remote.example", "in flight")
+	half := len(msg) / 2
+	if _, err := sc.Conn().Write(msg[:half]); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	srv.waitLog(t, regexp.MustCompile(`msg="shutting down"`), 10*time.Second)
+	// The listener is closed: a new client cannot connect.
+	time.Sleep(100 * time.Millisecond)
+	if nc, err := net.DialTimeout("tcp", l.SMTP, time.Second); err == nil {
+		nc.Close()
+		t.Errorf("new connection accepted during shutdown")
+	}
+	if _, err := sc.Conn().Write(append(msg[half:], ".\r\n"...)); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "end of DATA during shutdown", 250)(sc.ReadReply())
+	select {
+	case <-srv.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not exit after the transaction finished")
+	}
+	if srv.cmd.ProcessState.ExitCode() != 0 {
+		t.Errorf("exit code %d", srv.cmd.ProcessState.ExitCode())
+	}
+	step{wantStdout: []string{"store is consistent: 1 accounts, 1 messages"}}.check(t, coibox(t, "", "", "verify", c))
 }
