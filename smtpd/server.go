@@ -105,6 +105,9 @@ type Server struct {
 	perIP     map[netip.Addr]int
 }
 
+// maxLineLength bounds a line of a command or of a message sent with DATA.
+const maxLineLength = 64 << 10
+
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("smtp server closed")
 
@@ -164,6 +167,9 @@ func New(opts Options) *Server {
 	srv.MaxRecipients = opts.MaxRecipients
 	srv.ReadTimeout = opts.ReadTimeout
 	srv.WriteTimeout = opts.ReadTimeout
+	// RFC 5322 caps lines at 998 characters, but real mail (generated HTML above all)
+	// has longer ones, and refusing it loses mail. The cap still bounds a command line.
+	srv.MaxLineLength = maxLineLength
 	srv.EnableSMTPUTF8 = true
 	srv.EnableREQUIRETLS = true // advertised only over TLS; the queue honours it
 	// go-smtp would answer AUTH before STARTTLS with 523 itself; letting it through

@@ -17,8 +17,9 @@ import (
 
 func TestMXDelivery(t *testing.T) {
 	ts := startServer(t, smtpd.MX, nil)
+	long := strings.Repeat("longer than RFC 5322 allows, as generated HTML often is ", 100)
 	c := dial(t, ts.addr)
-	c.run(`
+	c.run(expand(`
 		S: 220 mx.example.org ESMTP Service Ready
 		C: EHLO client.example
 		S: 250-Hello client.example
@@ -40,12 +41,13 @@ func TestMXDelivery(t *testing.T) {
 		C: Subject: hello
 		C:
 		C: ..a line starting with a dot
+		C: $LONG
 		C: .
 		S: 250 2.0.0 Ok: queued as *
 		C: QUIT
 		S: 221 2.0.0 Bye
 		CLOSED
-	`)
+	`, "$LONG", long))
 	msgs := ts.mailbox(t, ts.alice, "INBOX")
 	if len(msgs) != 1 {
 		t.Fatalf("INBOX has %d messages, want 1", len(msgs))
@@ -54,7 +56,7 @@ func TestMXDelivery(t *testing.T) {
 	for _, want := range []string{
 		"Received: from client.example ([127.0.0.1])\r\n\tby mx.example.org with ESMTP id ",
 		"\r\n\tfor <Alice@Example.org>;\r\n\t",
-		"From: someone@remote.example\r\nSubject: hello\r\n\r\n.a line starting with a dot\r\n",
+		"From: someone@remote.example\r\nSubject: hello\r\n\r\n.a line starting with a dot\r\n" + long + "\r\n",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("stored message lacks %q:\n%s", want, body)
