@@ -60,11 +60,11 @@ type Options struct {
 	Pipeline  *deliver.Pipeline
 	Store     *store.Store // for logins
 	// AuthLimiter is shared with the other listeners that check passwords; nil: the
-	// server makes its own from AuthFailuresPerIP and AuthFailureWindow.
+	// server makes its own from AuthFailuresPerIP and AuthFailureWindow. MX ignores it.
 	AuthLimiter *authlimit.Limiter
 
-	MaxMessageBytes     int64         // default 30 MiB
-	MaxRecipients       int           // default 1000
+	MaxMessageBytes     int64         // default: the pipeline's
+	MaxRecipients       int           // default: the pipeline's
 	MaxConnections      int           // at once, default 500
 	MaxConnectionsPerIP int           // at once, default 20
 	ReadTimeout         time.Duration // for each command, default 5m
@@ -119,8 +119,16 @@ func New(opts Options) *Server {
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
 	}
+	// The limits default to the pipeline's, which enforces them for every protocol;
+	// the server's copies are what it advertises and refuses early.
+	if opts.MaxMessageBytes <= 0 && opts.Pipeline != nil {
+		opts.MaxMessageBytes = opts.Pipeline.MaxMessageBytes()
+	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = 30 << 20
+	}
+	if opts.MaxRecipients <= 0 && opts.Pipeline != nil {
+		opts.MaxRecipients = opts.Pipeline.MaxRecipients()
 	}
 	if opts.MaxRecipients <= 0 {
 		opts.MaxRecipients = 1000
@@ -155,7 +163,11 @@ func New(opts Options) *Server {
 		conns:   map[*conn]struct{}{},
 		perIP:   map[netip.Addr]int{},
 	}
-	if s.limiter == nil && opts.Kind != MX {
+	switch {
+	case opts.Kind == MX:
+		// No logins here, and a lockout earned elsewhere must not stop mail delivery.
+		s.limiter = nil
+	case s.limiter == nil:
 		s.limiter = authlimit.New(opts.AuthFailuresPerIP, opts.AuthFailureWindow)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
