@@ -138,12 +138,17 @@ class Device {
     const entry = { at, line: `${stamp(at)} ${this.name.padEnd(6)} ~ ${cut}`, wire: text };
     // A reply that arrives in pieces is traced once per piece, each time with all of it
     // so far: keep only the last, complete one.
+    // The IMAP decoder also traces what is left after each response it took off the
+    // front: drop those repeats.
     const last = this.log[this.log.length - 1];
-    if (last?.wire && /^(smtp << |imap decode: input: )/.test(text) &&
-        text.startsWith(last.wire.replace(/"\)$/, ""))) {
+    const grows = /^(smtp << |imap decode: input: )/.test(text) && last?.wire?.startsWith(text.slice(0, 12)) &&
+      text.startsWith(last.wire.replace(/"\)$/, ""));
+    const rest = text.startsWith('imap decode: input: Ok("') && last?.wire?.startsWith('imap decode: input: Ok("') &&
+      last.wire.endsWith(text.slice('imap decode: input: Ok("'.length));
+    if (grows) {
       entry.at = last.at;
       this.log[this.log.length - 1] = entry;
-    } else {
+    } else if (!rest) {
       this.log.push(entry);
     }
   }
