@@ -116,14 +116,31 @@ auth_failures_per_ip = 3`,
 		if err == nil && r.Code == 235 {
 			t.Errorf("right password after 3 failures accepted on the same connection, want a lockout")
 		}
-		c2 := dialSubmission(t, s.addr.Submission, ip)
-		r, err = c2.AuthPlain(alice, s.passwords[alice])
+		// A new connection from the address is refused at the greeting, or at AUTH.
+		c2, greet, err := testutil.DialSMTP(t.Context(), s.addr.Submission, testutil.SMTPDialOptions{LocalIP: ip, Timeout: 20 * time.Second})
 		if err != nil {
-			t.Logf("AUTH on a new connection: %v (closed: counts as refused)", err)
-		} else if r.Code == 235 || r.Code/100 == 2 {
-			t.Errorf("right password from the locked-out address on a new connection: %q, want a refusal", r)
-		} else if r.Code != 421 && r.Code != 454 && r.Code != 535 {
-			t.Errorf("locked-out AUTH answered %q, want 421, 454 or 535", r)
+			t.Fatal(err)
+		}
+		defer c2.Close()
+		switch greet.Code {
+		case 421:
+		case 220:
+			mustReply(t, c2, 250, "EHLO client.e2e.test")
+			if r, err := c2.StartTLS(clientTLS()); err != nil || r.Code != 220 {
+				t.Fatalf("STARTTLS: %q, %v", r, err)
+			}
+			mustReply(t, c2, 250, "EHLO client.e2e.test")
+			r, err := c2.AuthPlain(alice, s.passwords[alice])
+			switch {
+			case err != nil:
+				t.Logf("AUTH on a new connection: %v (closed: counts as refused)", err)
+			case r.Code/100 == 2:
+				t.Errorf("right password from the locked-out address on a new connection: %q, want a refusal", r)
+			case r.Code != 421 && r.Code != 454 && r.Code != 535:
+				t.Errorf("locked-out AUTH answered %q, want 421, 454 or 535", r)
+			}
+		default:
+			t.Errorf("new connection from the locked-out address greeted with %q, want 421 or 220", greet)
 		}
 		// The lockout is per address, not per account.
 		c3 := dialSubmission(t, s.addr.Submission, "127.0.5.6")
