@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -92,6 +93,13 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 		}
 		return nil
 	}
+	cacheable := !o.ModSeq && len(fa.Sections) == 0 && !fa.HasChangedSince && !markSeen &&
+		(o.BodyStructure == nil || o.BodyStructure.Extended)
+	if cacheable {
+		if done, err := s.fetchCached(ctx, fa, idx); done || err != nil {
+			return err
+		}
+	}
 	uids := make([]uint32, 0, min(len(idx), fetchChunk))
 	for start := 0; start < len(idx); start += fetchChunk {
 		part := idx[start:min(start+fetchChunk, len(idx))]
@@ -132,6 +140,59 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 		}
 	}
 	return nil
+}
+
+// fetchCached answers from the summary cache and the view, without reading rows;
+// done is false when some message lacks a summary and the rows must be read.
+func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int) (done bool, err error) {
+	v := s.sel
+	o := &fa.Options
+	uids := make([]uint32, len(idx))
+	for k, i := range idx {
+		uids[k] = v.uids[i]
+	}
+	ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, uids)
+	if err != nil {
+		return false, err
+	}
+	sums := make([]summary, len(ents))
+	for k := range ents {
+		if !ents[k].ok {
+			continue
+		}
+		var ok bool
+		if sums[k], ok = parseSummary(ents[k].sum); !ok && (o.Envelope || o.BodyStructure != nil) {
+			return false, nil
+		}
+	}
+	w := s.wr()
+	for k, i := range idx {
+		e := &ents[k]
+		if !e.ok {
+			continue // expunged by another session, not yet reported
+		}
+		w.FetchStart(uint32(i + 1))
+		if o.UID {
+			w.FetchUID(imap.UID(v.uids[i]))
+		}
+		if o.Flags {
+			w.FetchFlags(v.tab.get(v.flags[i]))
+		}
+		if o.InternalDate {
+			w.FetchInternalDate(time.Unix(e.date, 0))
+		}
+		if o.RFC822Size {
+			w.FetchRFC822Size(e.size)
+		}
+		if o.Envelope {
+			w.FetchRaw("ENVELOPE ", sums[k].envelope(s.utf8))
+		}
+		if o.BodyStructure != nil {
+			w.FetchRaw("BODYSTRUCTURE ", sums[k].bodyStructure(s.utf8))
+		}
+		w.FetchEnd()
+	}
+	return true, nil
 }
 
 // needsBody reports whether answering for m needs the message itself.

@@ -173,62 +173,82 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 		}
 		return out, 0, nil
 	}
-	// Pass 1 reads rows (summaries included) and decides every message it can;
-	// messages that need their body are kept for pass 2.
+	// Pass 1 decides every message it can from summaries, dates and sizes (from the
+	// cache, or from rows when MODSEQ is asked about, which changes); messages that
+	// need their body are kept for pass 2.
 	type deferred struct {
 		x   candidate
 		sum []byte
 	}
 	var later []deferred
-	var x candidate
-	err := s.srv.st.ScanMessages(ctx, v.id, nil, func(row *store.Message) error {
-		i, ok := v.index(row.UID)
-		if !ok {
-			return nil
-		}
-		x = candidate{idx: i, uid: row.UID, flags: v.tab.get(v.flags[i]), date: row.InternalDate, size: row.Size, modseq: row.ModSeq}
-		x.sum, x.sumOK = parseSummary(row.Summary)
+	consider := func(x *candidate, sum []byte, stable bool) {
+		x.sum, x.sumOK = parseSummary(sum)
 		if needs.body || !x.sumOK {
-			later = append(later, deferred{x: x, sum: bytes.Clone(row.Summary)})
-			return nil
+			if !stable {
+				sum = bytes.Clone(sum)
+			}
+			later = append(later, deferred{x: *x, sum: sum})
+			return
 		}
-		hit(&x)
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
+		hit(x)
 	}
-	for start := 0; start < len(later); {
-		var uids []uint32
-		var size int64
-		end := start
-		for end < len(later) && (end == start || size+later[end].x.size <= bodyChunkBytes) {
-			uids = append(uids, later[end].x.uid)
-			size += later[end].x.size
-			end++
-		}
-		bodies, err := s.srv.st.Bodies(ctx, v.id, uids, 0)
+	if !needs.modseq {
+		ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, v.uids)
 		if err != nil {
 			return nil, 0, err
 		}
-		byUID := make(map[uint32][]byte, len(bodies))
-		for _, b := range bodies {
-			byUID[b.UID] = b.Data
-		}
-		for k := start; k < end; k++ {
-			d := &later[k]
-			d.x.body = byUID[d.x.uid]
-			if d.x.body == nil {
-				continue // expunged meanwhile
+		var x candidate
+		for i := range ents {
+			e := &ents[i]
+			if !e.ok {
+				continue
 			}
+			x = candidate{idx: i, uid: v.uids[i], flags: v.tab.get(v.flags[i]), date: time.Unix(e.date, 0), size: e.size}
+			consider(&x, e.sum, true)
+		}
+	} else {
+		var x candidate
+		err := s.srv.st.ScanMessages(ctx, v.id, nil, func(row *store.Message) error {
+			i, ok := v.index(row.UID)
+			if !ok {
+				return nil
+			}
+			x = candidate{idx: i, uid: row.UID, flags: v.tab.get(v.flags[i]), date: row.InternalDate, size: row.Size, modseq: row.ModSeq}
+			consider(&x, row.Summary, false)
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(later) > 0 {
+		// Pass 2 streams the bodies: evaluation is CPU only, so holding a read
+		// connection meanwhile is fine, and no body outlives its turn.
+		uids := make([]uint32, len(later))
+		for k := range later {
+			uids[k] = later[k].x.uid
+		}
+		k := 0
+		err := s.srv.st.ScanBodies(ctx, v.id, uids, func(uid uint32, body []byte) error {
+			for k < len(later) && later[k].x.uid < uid {
+				k++
+			}
+			if k == len(later) || later[k].x.uid != uid {
+				return nil
+			}
+			d := &later[k]
+			d.x.body = body
 			d.x.sum, d.x.sumOK = parseSummary(d.sum)
 			if !d.x.sumOK {
-				d.x.sum, d.x.sumOK = parseSummary(Summarize(d.x.body))
+				d.x.sum, d.x.sumOK = parseSummary(Summarize(body))
 			}
 			hit(&d.x)
 			d.x.body = nil
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
 		}
-		start = end
 	}
 	sort.Ints(out)
 	return out, highest, nil

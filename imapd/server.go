@@ -35,6 +35,10 @@ type Limits struct {
 	// WriteTimeout bounds each write to a client that stopped reading.
 	WriteTimeout time.Duration
 
+	// SummaryCache bounds the memory that keeps message summaries of recently used
+	// mailboxes (FETCH ENVELOPE and SEARCH over large mailboxes read no rows).
+	SummaryCache int64
+
 	MaxMetadataValue   int64 // bytes of one METADATA value
 	MaxMetadataEntries int   // METADATA entries one account may hold
 
@@ -60,6 +64,7 @@ func DefaultLimits() Limits {
 		IdleTimeout:          30 * time.Minute,
 		KeepAlive:            2 * time.Minute,
 		WriteTimeout:         5 * time.Minute,
+		SummaryCache:         64 << 20,
 		MaxMetadataValue:     64 << 10,
 		MaxMetadataEntries:   500,
 		AccountFailures:      30,
@@ -94,6 +99,7 @@ func (l Limits) withDefaults() Limits {
 	setD(&l.IdleTimeout, d.IdleTimeout)
 	setD(&l.KeepAlive, d.KeepAlive)
 	setD(&l.WriteTimeout, d.WriteTimeout)
+	set64(&l.SummaryCache, d.SummaryCache)
 	set64(&l.MaxMetadataValue, d.MaxMetadataValue)
 	set(&l.MaxMetadataEntries, d.MaxMetadataEntries)
 	set(&l.AccountFailures, d.AccountFailures)
@@ -184,6 +190,7 @@ type Server struct {
 	log    *slog.Logger
 	st     *store.Store
 	writer sync.Pool // *wire.Writer, borrowed per burst of output
+	cache  *sumCache
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -215,6 +222,7 @@ func New(opts Options) *Server {
 		done:      make(chan struct{}),
 	}
 	s.fails.init()
+	s.cache = newSumCache(s.lim.SummaryCache)
 	s.writer.New = func() any { return wire.NewWriter(nil) }
 	return s
 }

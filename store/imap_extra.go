@@ -77,7 +77,7 @@ func (s *Store) Bodies(ctx context.Context, mailboxID int64, uids []uint32, limi
 	if limit > 0 {
 		col = fmt.Sprintf("substr(data, 1, %d)", limit)
 	}
-	var out []UIDBody
+	out := make([]UIDBody, 0, len(uids))
 	for _, c := range chunks(uids) {
 		clause, args := uidClause(c)
 		rows, err := s.rdb.QueryContext(ctx, "SELECT uid, (SELECT "+col+" FROM bodies WHERE bodies.id = body_id) FROM messages WHERE mailbox_id = ? AND "+clause+" ORDER BY uid",
@@ -99,4 +99,36 @@ func (s *Store) Bodies(ctx context.Context, mailboxID int64, uids []uint32, limi
 		}
 	}
 	return out, nil
+}
+
+// ScanBodies calls fn with the body of each of the given messages, ascending by UID,
+// without copying it: body is only valid during the call. It serves SEARCH BODY,
+// which reads every body once. Like ScanMessages, fn must not block on I/O.
+func (s *Store) ScanBodies(ctx context.Context, mailboxID int64, uids []uint32, fn func(uid uint32, body []byte) error) error {
+	for _, c := range chunks(uids) {
+		clause, args := uidClause(c)
+		err := func() error {
+			rows, err := s.rdb.QueryContext(ctx, "SELECT uid, (SELECT data FROM bodies WHERE bodies.id = body_id) FROM messages WHERE mailbox_id = ? AND "+clause+" ORDER BY uid",
+				append([]any{mailboxID}, args...)...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			var uid uint32
+			var data sql.RawBytes
+			for rows.Next() {
+				if err := rows.Scan(&uid, &data); err != nil {
+					return err
+				}
+				if err := fn(uid, data); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return fmt.Errorf("scan bodies: %w", err)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -48,6 +50,14 @@ func TestIMAPExtra(t *testing.T) {
 				}
 			}
 		})
+	}
+	var scanned []string
+	err = s.ScanBodies(ctx, mb.ID, []uint32{3, 1}, func(uid uint32, body []byte) error {
+		scanned = append(scanned, fmt.Sprintf("%d:%s", uid, body))
+		return nil
+	})
+	if want := []string{"1:" + bodies[0], "3:" + bodies[2]}; err != nil || !slices.Equal(scanned, want) {
+		t.Errorf("ScanBodies = %q, %v; want %q", scanned, err, want)
 	}
 	var seen []uint32
 	err = s.ScanMessages(ctx, mb.ID, nil, func(m *Message) error {
