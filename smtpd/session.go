@@ -68,9 +68,10 @@ type session struct {
 	log *slog.Logger
 	tls *tls.ConnectionState
 
-	mu      sync.Mutex
-	account *store.Account    // logged in; nil if not
-	env     *deliver.Envelope // the transaction since MAIL; nil if none
+	mu       sync.Mutex
+	account  *store.Account    // logged in; nil if not
+	env      *deliver.Envelope // the transaction since MAIL; nil if none
+	sizeHint int64             // MAIL's SIZE=, to size the read buffer
 }
 
 func (s *session) kind() deliver.Kind {
@@ -169,7 +170,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.account != nil {
 		env.AccountID, env.Login = s.account.ID, s.account.Address
 	}
-	s.env = env
+	s.env, s.sizeHint = env, opts.Size
 	s.c.setInTx(true)
 	return nil
 }
@@ -197,13 +198,13 @@ func (s *session) Data(r io.Reader) error {
 		_ = s.c.Conn.SetReadDeadline(time.Now().Add(s.srv.opts.DataTimeout))
 	}
 	s.mu.Lock()
-	env := s.env
+	env, hint := s.env, s.sizeHint
 	s.mu.Unlock()
 	if env == nil {
 		return errNoTransaction
 	}
 	start := time.Now()
-	body, err := readBody(r, s.srv.opts.MaxMessageBytes)
+	body, err := readBody(r, s.srv.opts.MaxMessageBytes, hint)
 	if err != nil {
 		if errors.Is(err, errBodyTooBig) || errors.Is(err, smtp.ErrDataTooLarge) {
 			s.srv.m.Rejected(s.srv.name, metrics.ReasonTooBig)
@@ -268,9 +269,13 @@ func replyText(err error) string {
 var errBodyTooBig = errors.New("message too big")
 
 // readBody reads a message of at most max bytes. Memory grows with what arrives, and
-// never past max+1 bytes: the client's word about the size is not trusted.
-func readBody(r io.Reader, max int64) ([]byte, error) {
+// never past max+1 bytes: the client's word about the size (hint) sizes the first
+// buffer, but is not trusted.
+func readBody(r io.Reader, max, hint int64) ([]byte, error) {
 	size := int64(16 << 10)
+	if hint > 0 && hint < size {
+		size = hint + 1 // +1: room to see EOF without growing
+	}
 	if size > max+1 {
 		size = max + 1
 	}
