@@ -91,7 +91,7 @@ CREATE TABLE metadata (
 ) WITHOUT ROWID;
 -- One outbound message; its recipients are rows of queue_rcpts.
 CREATE TABLE queue (
-	id        INTEGER PRIMARY KEY,
+	id        INTEGER PRIMARY KEY AUTOINCREMENT, -- ids name entries in "coibox queue": never reused
 	sender    TEXT NOT NULL,        -- envelope sender; '' is the null sender (bounces)
 	body_id   INTEGER NOT NULL REFERENCES bodies(id),
 	created   INTEGER NOT NULL,
@@ -112,6 +112,7 @@ CREATE TABLE queue_rcpts (
 	delay_notified INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX queue_rcpts_due ON queue_rcpts (state, next_attempt);
+CREATE INDEX queue_rcpts_queue ON queue_rcpts (queue_id, state);
 `,
 }
 
