@@ -80,8 +80,7 @@ func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.mu.Lock()
 	c.inRead = false
-	var ne net.Error
-	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+	if err != nil && isTimeout(err) {
 		// A deadline passed: the client was too slow, or Shutdown woke us.
 		if reply, stop = c.stopLocked(); !stop || reply == "" {
 			reply = "421 4.4.2 " + c.srv.opts.Hostname + " Error: timeout exceeded"
@@ -193,4 +192,9 @@ func (c *conn) closeAfterReply() {
 	c.mu.Lock()
 	c.closeNow = true
 	c.mu.Unlock()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
