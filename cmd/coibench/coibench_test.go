@@ -53,8 +53,8 @@ func TestParseStatusMemory(t *testing.T) {
 	}{
 		{
 			name:   "both",
-			status: "Name:\tcoibox\nVmPeak:\t  900 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t9\n",
-			want:   memory{RSS: 10 << 20, Peak: 20 << 20},
+			status: "Name:\tcoibox\nVmPeak:\t  900 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nRssAnon:\t    2048 kB\nThreads:\t9\n",
+			want:   memory{RSS: 10 << 20, Peak: 20 << 20, Anon: 2 << 20},
 		},
 		{name: "missing HWM", status: "VmRSS:\t 1 kB\n", wantErr: true},
 		{name: "odd unit", status: "VmRSS:\t 1 MB\nVmHWM:\t 1 kB\n", wantErr: true},

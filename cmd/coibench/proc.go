@@ -47,6 +47,9 @@ func parseStatCPU(data []byte) (time.Duration, error) {
 type memory struct {
 	RSS  int64 // VmRSS, bytes
 	Peak int64 // VmHWM, the peak RSS, bytes
+	// Anon is RssAnon, the part of RSS that is not file-backed (heap, stacks); the rest
+	// is mostly the binary's own pages. 0 if the kernel does not report it.
+	Anon int64
 }
 
 func readMemory(pid int) (memory, error) {
@@ -57,13 +60,13 @@ func readMemory(pid int) (memory, error) {
 	return parseStatusMemory(data)
 }
 
-// parseStatusMemory reads VmRSS and VmHWM (in kB) from /proc/<pid>/status.
+// parseStatusMemory reads VmRSS, VmHWM and RssAnon (in kB) from /proc/<pid>/status.
 func parseStatusMemory(data []byte) (memory, error) {
 	var m memory
 	var found int
 	for line := range strings.Lines(string(data)) {
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		if !ok || (name != "VmRSS" && name != "VmHWM" && name != "RssAnon") {
 			continue
 		}
 		f := strings.Fields(value)
@@ -74,12 +77,16 @@ func parseStatusMemory(data []byte) (memory, error) {
 		if err != nil {
 			return m, fmt.Errorf("parse /proc status: %s: %w", name, err)
 		}
-		if name == "VmRSS" {
+		switch name {
+		case "VmRSS":
 			m.RSS = kb * 1024
-		} else {
+			found++
+		case "VmHWM":
 			m.Peak = kb * 1024
+			found++
+		case "RssAnon":
+			m.Anon = kb * 1024
 		}
-		found++
 	}
 	if found != 2 {
 		return m, fmt.Errorf("parse /proc status: VmRSS or VmHWM missing")

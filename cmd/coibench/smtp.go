@@ -46,6 +46,7 @@ type smtpFlags struct {
 	addr     string
 	pid      int
 	dataDir  string
+	metrics  string
 	rcpts    string
 	bin      string
 	sizes    string
@@ -58,6 +59,7 @@ type smtpFlags struct {
 	jsonOut  bool
 	keep     bool
 	verbose  bool
+	logLevel string
 	perf     string
 	timeout  time.Duration
 }
@@ -66,6 +68,7 @@ func (f *smtpFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "", "benchmark the SMTP server at `host:port` instead of starting one")
 	fs.IntVar(&f.pid, "pid", 0, "with -addr: the server's process `ID`, for its CPU and memory figures")
 	fs.StringVar(&f.dataDir, "data-dir", "", "with -addr: the server's data `directory`, to confirm the messages were stored")
+	fs.StringVar(&f.metrics, "metrics", "", "with -addr: the server's metrics `URL` (http://host:port/metrics), for group-commit figures")
 	fs.StringVar(&f.rcpts, "rcpt", "", "with -addr: comma-separated recipient `addresses` (local accounts of that server)")
 	fs.StringVar(&f.bin, "coibox", "", "coibox `binary` to start (default: build github.com/coibox/coibox/cmd/coibox)")
 	fs.StringVar(&f.sizes, "sizes", "4KB,100KB", "comma-separated message `sizes`")
@@ -78,6 +81,7 @@ func (f *smtpFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.jsonOut, "json", false, "print the results as JSON instead of a table")
 	fs.BoolVar(&f.keep, "keep", false, "keep the started server's temporary directory (data, config, log)")
 	fs.BoolVar(&f.verbose, "v", false, "copy the started server's log to stderr")
+	fs.StringVar(&f.logLevel, "log-level", "info", "the started server's log_level (info, its default, logs a line per message)")
 	fs.StringVar(&f.perf, "perf", "", "record the server with `perf record -g` during the runs into `file` (needs perf)")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "per-command SMTP timeout")
 }
@@ -104,18 +108,28 @@ type smtpRun struct {
 	ServerCPUPerMsgMs float64 `json:"server_cpu_per_message_ms"`
 	ServerPeakRSS     int64   `json:"server_peak_rss_bytes"`
 	ClientCPUPerMsgMs float64 `json:"client_cpu_per_message_ms"`
+	// Group commit, from the server's metrics: transactions, writes per transaction and
+	// the mean time of one (fsync included); 0 when there are no metrics.
+	Commits      int     `json:"commits"`
+	WritesPerTx  float64 `json:"writes_per_commit"`
+	CommitMeanMs float64 `json:"commit_mean_ms"`
 }
 
 // smtpReport is everything one `coibench smtp` measured.
 type smtpReport struct {
-	Target        string        `json:"target"`
-	ServerPID     int           `json:"server_pid,omitempty"`
-	CPUs          int           `json:"cpus"`
-	StartToListen []float64     `json:"start_to_listen_ms,omitempty"`
-	ListenMedian  float64       `json:"start_to_listen_median_ms,omitempty"`
-	IdleRSS       int64         `json:"idle_rss_bytes,omitempty"`
-	Runs          []smtpRun     `json:"runs"`
-	Targets       []targetCheck `json:"targets,omitempty"`
+	Target        string    `json:"target"`
+	ServerPID     int       `json:"server_pid,omitempty"`
+	CPUs          int       `json:"cpus"`
+	StartToListen []float64 `json:"start_to_listen_ms,omitempty"`
+	ListenMedian  float64   `json:"start_to_listen_median_ms,omitempty"`
+	// MainToListen is the server's own figure (its "listening" log line): from main()
+	// to bound sockets, without exec and runtime start-up; 0 when not logged.
+	MainToListen []float64     `json:"main_to_listen_ms,omitempty"`
+	MainMedian   float64       `json:"main_to_listen_median_ms,omitempty"`
+	IdleRSS      int64         `json:"idle_rss_bytes,omitempty"`
+	IdleAnon     int64         `json:"idle_rss_anon_bytes,omitempty"`
+	Runs         []smtpRun     `json:"runs"`
+	Targets      []targetCheck `json:"targets,omitempty"`
 }
 
 func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -140,15 +154,16 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var rcpts []string
 	var dataDir string
 	var pid int
+	var metricsURL string
 	if f.addr != "" {
-		rep.Target, pid, dataDir = f.addr, f.pid, f.dataDir
+		rep.Target, pid, dataDir, metricsURL = f.addr, f.pid, f.dataDir, f.metrics
 		rcpts = strings.Split(f.rcpts, ",")
 		if f.rcpts == "" {
 			fmt.Fprintln(stderr, "coibench smtp: -addr needs -rcpt")
 			return errUsage
 		}
 	} else {
-		srv, err := startServer(ctx, serverOptions{bin: f.bin, users: f.users, keep: f.keep, log: verboseLog(f.verbose, stderr)})
+		srv, err := startServer(ctx, serverOptions{bin: f.bin, users: f.users, keep: f.keep, logLevel: f.logLevel, log: verboseLog(f.verbose, stderr)})
 		if err != nil {
 			return err
 		}
@@ -160,6 +175,7 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// The first start made the data directory's certificate; time the later,
 		// ordinary starts as well and report the median.
 		rep.StartToListen = append(rep.StartToListen, ms(srv.proc.Listening))
+		rep.MainToListen = append(rep.MainToListen, srv.mainToListen())
 		for range f.starts - 1 {
 			if err := srv.stop(); err != nil {
 				return err
@@ -168,17 +184,20 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				return err
 			}
 			rep.StartToListen = append(rep.StartToListen, ms(srv.proc.Listening))
+			rep.MainToListen = append(rep.MainToListen, srv.mainToListen())
 		}
 		rep.ListenMedian = median(rep.StartToListen)
+		rep.MainMedian = median(rep.MainToListen)
 		// Idle RSS: what the server holds once started, before any client came.
 		time.Sleep(time.Second)
 		mem, err := readMemory(srv.proc.Pid())
 		if err != nil {
 			return err
 		}
-		rep.IdleRSS = mem.RSS
-		fmt.Fprintf(stderr, "coibench smtp: start to listening %v ms, idle RSS %.1f MB\n", rounded(rep.StartToListen), mb(rep.IdleRSS))
+		rep.IdleRSS, rep.IdleAnon = mem.RSS, mem.Anon
+		fmt.Fprintf(stderr, "coibench smtp: start to listening %v ms (in main: %v ms), idle RSS %.1f MB\n", rounded(rep.StartToListen), rounded(rep.MainToListen), mb(rep.IdleRSS))
 		rep.Target, pid, dataDir, rcpts = srv.addr.SMTP, srv.proc.Pid(), srv.dataDir, srv.users
+		metricsURL = "http://" + srv.addr.HTTP + "/metrics"
 	}
 	rep.ServerPID = pid
 
@@ -203,7 +222,7 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r, err := measure(ctx, gen, pid, dataDir, size, c, f.perConn, f.messages)
+			r, err := measure(ctx, gen, serverRefs{pid, dataDir, metricsURL}, size, c, f.perConn, f.messages)
 			if err != nil {
 				return err
 			}
@@ -251,8 +270,16 @@ func (f *smtpFlags) matrix() (sizes []int64, concs []int, err error) {
 	return sizes, concs, nil
 }
 
+// serverRefs are the ways to look at the server from outside; each may be missing.
+type serverRefs struct {
+	pid        int
+	dataDir    string
+	metricsURL string
+}
+
 // measure runs one size and concurrency and takes the server's figures around it.
-func measure(ctx context.Context, gen *smtpLoad, pid int, dataDir string, size int64, conc, perConn, messages int) (smtpRun, error) {
+func measure(ctx context.Context, gen *smtpLoad, srv serverRefs, size int64, conc, perConn, messages int) (smtpRun, error) {
+	pid, dataDir := srv.pid, srv.dataDir
 	var before int64 = -1
 	if dataDir != "" {
 		n, err := storedMessages(ctx, dataDir)
@@ -268,6 +295,13 @@ func measure(ctx context.Context, gen *smtpLoad, pid int, dataDir string, size i
 		}
 		var err error
 		if cpu0, err = cpuTime(pid); err != nil {
+			return smtpRun{}, err
+		}
+	}
+	var commits0 commitStats
+	if srv.metricsURL != "" {
+		var err error
+		if commits0, err = scrapeCommits(ctx, srv.metricsURL); err != nil {
 			return smtpRun{}, err
 		}
 	}
@@ -291,6 +325,17 @@ func measure(ctx context.Context, gen *smtpLoad, pid int, dataDir string, size i
 		r.ServerPeakRSS = mem.Peak
 		if r.Acked > 0 {
 			r.ServerCPUPerMsgMs = ms(cpu1-cpu0) / float64(r.Acked)
+		}
+	}
+	if srv.metricsURL != "" {
+		c1, err := scrapeCommits(ctx, srv.metricsURL)
+		if err != nil {
+			return r, err
+		}
+		r.Commits = int(c1.commits - commits0.commits)
+		if r.Commits > 0 {
+			r.WritesPerTx = (c1.writes - commits0.writes) / float64(r.Commits)
+			r.CommitMeanMs = 1000 * (c1.duration - commits0.duration) / float64(r.Commits)
 		}
 	}
 	r.Stored = -1

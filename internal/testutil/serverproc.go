@@ -31,8 +31,12 @@ type ServerProc struct {
 	err  error // from cmd.Wait; read only after done is closed
 }
 
+// keepOutput bounds the output a ServerProc keeps: a benchmark's server logs a line per
+// message, and only the end matters when something fails.
+const keepOutput = 1 << 20
+
 // lockedBuffer collects a process's output, which its copying goroutines write while a
-// test may read it.
+// test may read it. Past keepOutput bytes it drops the older half.
 type lockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
@@ -44,6 +48,10 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	if b.tee != nil {
 		_, _ = b.tee.Write(p) // a failing log writer must not stop the server
+	}
+	if b.buf.Len()+len(p) > keepOutput {
+		keep := b.buf.Bytes()[b.buf.Len()/2:]
+		b.buf = *bytes.NewBuffer(append([]byte("[…]\n"), keep...))
 	}
 	return b.buf.Write(p)
 }
