@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/coibox/coibox/config"
 )
 
 // tableRows returns the Markdown table rows ("| ... |" lines) of text after the line
@@ -73,6 +75,27 @@ func TestREADMECommands(t *testing.T) {
 		}
 		if !strings.Contains(usageText, strings.Fields(strings.TrimPrefix(cmd, "go run ./cmd/coibox "))[0]) {
 			t.Errorf("usage text does not mention %q", cmd)
+		}
+	}
+}
+
+// TestREADMEConfigParses loads every TOML example in the README.
+func TestREADMEConfigParses(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(readme), "```toml\n")[1:]
+	if len(blocks) == 0 {
+		t.Fatal("README.md has no TOML example")
+	}
+	for i, b := range blocks {
+		example, _, ok := strings.Cut(b, "```")
+		if !ok {
+			t.Fatalf("TOML example %d is not closed", i+1)
+		}
+		if _, err := config.Parse("README.md example", []byte(example)); err != nil {
+			t.Errorf("TOML example %d: %v\n%s", i+1, err, example)
 		}
 	}
 }
