@@ -159,7 +159,7 @@ func scanIDs(rows *sql.Rows) ([]int64, error) {
 
 // Domains lists the served domains by name.
 func (s *Store) Domains(ctx context.Context) ([]Domain, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT id, name, chatmail, created FROM domains ORDER BY name")
+	rows, err := s.readRows(ctx, "SELECT id, name, chatmail, created FROM domains ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list domains: %w", err)
 	}
@@ -181,7 +181,7 @@ func (s *Store) Domains(ctx context.Context) ([]Domain, error) {
 func (s *Store) Domain(ctx context.Context, name string) (*Domain, error) {
 	var d Domain
 	var created int64
-	err := s.rdb.QueryRowContext(ctx, "SELECT id, name, chatmail, created FROM domains WHERE name = ?", Normalize(name)).Scan(&d.ID, &d.Name, &d.Chatmail, &created)
+	err := s.readRow(ctx, "SELECT id, name, chatmail, created FROM domains WHERE name = ?", Normalize(name)).Scan(&d.ID, &d.Name, &d.Chatmail, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -335,7 +335,7 @@ func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
 
 // Accounts lists every account by address.
 func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+accountCols+" FROM accounts ORDER BY address")
+	rows, err := s.readRows(ctx, "SELECT "+accountCols+" FROM accounts ORDER BY address")
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
@@ -353,7 +353,7 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 
 // Account looks an account up by address.
 func (s *Store) Account(ctx context.Context, address string) (*Account, error) {
-	a, err := scanAccount(s.rdb.QueryRowContext(ctx, "SELECT "+accountCols+" FROM accounts WHERE address = ?", Normalize(address)))
+	a, err := scanAccount(s.readRow(ctx, "SELECT "+accountCols+" FROM accounts WHERE address = ?", Normalize(address)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -365,7 +365,7 @@ func (s *Store) Account(ctx context.Context, address string) (*Account, error) {
 
 // AccountByID looks an account up by id.
 func (s *Store) AccountByID(ctx context.Context, id int64) (*Account, error) {
-	a, err := scanAccount(s.rdb.QueryRowContext(ctx, "SELECT "+accountCols+" FROM accounts WHERE id = ?", id))
+	a, err := scanAccount(s.readRow(ctx, "SELECT "+accountCols+" FROM accounts WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -380,7 +380,7 @@ func (s *Store) AccountByID(ctx context.Context, id int64) (*Account, error) {
 func (s *Store) Authenticate(ctx context.Context, address, password string) (*Account, error) {
 	address = Normalize(address)
 	var hash string
-	err := s.rdb.QueryRowContext(ctx, "SELECT password_hash FROM accounts WHERE address = ?", address).Scan(&hash)
+	err := s.readRow(ctx, "SELECT password_hash FROM accounts WHERE address = ?", address).Scan(&hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		spendHashCost(password)
 		return nil, ErrAuthFailed
@@ -471,7 +471,7 @@ func (s *Store) DeleteAlias(ctx context.Context, address, destination string) er
 
 // Aliases lists every alias row.
 func (s *Store) Aliases(ctx context.Context) ([]Alias, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT address, destination FROM aliases ORDER BY address, destination")
+	rows, err := s.readRows(ctx, "SELECT address, destination FROM aliases ORDER BY address, destination")
 	if err != nil {
 		return nil, fmt.Errorf("list aliases: %w", err)
 	}
@@ -528,14 +528,14 @@ func (s *Store) Resolve(ctx context.Context, address string) (*Resolution, error
 // resolveExact follows aliases to accounts, a few levels deep, without loops.
 func (s *Store) resolveExact(ctx context.Context, address string, depth int) (*Resolution, error) {
 	var id int64
-	err := s.rdb.QueryRowContext(ctx, "SELECT id FROM accounts WHERE address = ?", address).Scan(&id)
+	err := s.readRow(ctx, "SELECT id FROM accounts WHERE address = ?", address).Scan(&id)
 	if err == nil {
 		return &Resolution{Accounts: []int64{id}}, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("resolve %s: %w", address, err)
 	}
-	rows, err := s.rdb.QueryContext(ctx, "SELECT destination FROM aliases WHERE address = ?", address)
+	rows, err := s.readRows(ctx, "SELECT destination FROM aliases WHERE address = ?", address)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", address, err)
 	}
@@ -615,4 +615,24 @@ func (s *Store) MaySendAs(ctx context.Context, accountID int64, address string) 
 		}
 	}
 	return false, nil
+}
+
+// SetQuota sets an account's storage quota in bytes (-1: the server default; 0:
+// unlimited) and its message-count quota (0: unlimited).
+func (s *Store) SetQuota(ctx context.Context, address string, bytes, msgs int64) error {
+	address = Normalize(address)
+	err := s.write(ctx, func(t *Tx) error {
+		res, err := t.exec("UPDATE accounts SET quota_bytes = ?, quota_msgs = ? WHERE address = ?", bytes, msgs, address)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set quota for %s: %w", address, err)
+	}
+	return nil
 }

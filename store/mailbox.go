@@ -75,7 +75,7 @@ func scanMailbox(row interface{ Scan(...any) error }) (*Mailbox, error) {
 
 // Mailboxes lists an account's mailboxes by name.
 func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
+	rows, err := s.readRows(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
 	if err != nil {
 		return nil, fmt.Errorf("list mailboxes: %w", err)
 	}
@@ -93,7 +93,7 @@ func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, erro
 
 // Mailbox looks a mailbox up by name.
 func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mailbox, error) {
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? AND name = ?", accountID, CanonicalName(name)))
+	m, err := scanMailbox(s.readRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? AND name = ?", accountID, CanonicalName(name)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -105,7 +105,7 @@ func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mai
 
 // MailboxByID looks a mailbox up by id.
 func (s *Store) MailboxByID(ctx context.Context, id int64) (*Mailbox, error) {
-	m, err := scanMailbox(s.rdb.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE id = ?", id))
+	m, err := scanMailbox(s.readRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -698,7 +698,7 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([
 	var out []Message
 	for _, c := range chunks(uids) {
 		clause, args := uidClause(c)
-		rows, err := s.rdb.QueryContext(ctx, "SELECT id, uid, modseq, flags, body_id, size, internal_date, summary FROM messages WHERE mailbox_id = ? AND "+clause+" ORDER BY uid", append([]any{mailboxID}, args...)...)
+		rows, err := s.readRows(ctx, "SELECT id, uid, modseq, flags, body_id, size, internal_date, summary FROM messages WHERE mailbox_id = ? AND "+clause+" ORDER BY uid", append([]any{mailboxID}, args...)...)
 		if err != nil {
 			return nil, fmt.Errorf("read messages: %w", err)
 		}
@@ -726,7 +726,7 @@ func (s *Store) Messages(ctx context.Context, mailboxID int64, uids []uint32) ([
 // Body returns a message body.
 func (s *Store) Body(ctx context.Context, bodyID int64) ([]byte, error) {
 	var data []byte
-	err := s.rdb.QueryRowContext(ctx, "SELECT data FROM bodies WHERE id = ?", bodyID).Scan(&data)
+	err := s.readRow(ctx, "SELECT data FROM bodies WHERE id = ?", bodyID).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -738,7 +738,7 @@ func (s *Store) Body(ctx context.Context, bodyID int64) ([]byte, error) {
 
 // ExpungedSince returns UIDs expunged from a mailbox after MODSEQ since (QRESYNC).
 func (s *Store) ExpungedSince(ctx context.Context, mailboxID, since int64) ([]uint32, error) {
-	rows, err := s.rdb.QueryContext(ctx, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, since)
+	rows, err := s.readRows(ctx, "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", mailboxID, since)
 	if err != nil {
 		return nil, fmt.Errorf("read expunged: %w", err)
 	}

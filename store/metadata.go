@@ -32,7 +32,7 @@ func (s *Store) Metadata(ctx context.Context, accountID, mailboxID int64, names 
 			q += " OR substr(name, 1, ?) = ?"
 			args = append(args, utf8.RuneCountInString(name)+1, name+"/")
 		}
-		rows, err := s.rdb.QueryContext(ctx, q+") ORDER BY name", args...)
+		rows, err := s.readRows(ctx, q+") ORDER BY name", args...)
 		if err != nil {
 			return nil, fmt.Errorf("read metadata: %w", err)
 		}

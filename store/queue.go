@@ -88,7 +88,7 @@ func (s *Store) QueueEntries(ctx context.Context, dueBy time.Time, limit int) ([
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list queue: %w", err)
 	}

@@ -46,6 +46,7 @@ type Store struct {
 	log    *slog.Logger
 	auth   authCache
 	wal    *os.File
+	reads  readStmts
 	stmts  map[string]*sql.Stmt // the writer's prepared statements; writer goroutine only
 }
 
@@ -141,6 +142,7 @@ func (s *Store) Close() error {
 		for _, st := range s.stmts {
 			st.Close()
 		}
+		s.reads.close()
 		err = errors.Join(s.rdb.Close(), s.wdb.Close(), s.wal.Close())
 	})
 	return err

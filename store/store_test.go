@@ -358,3 +358,19 @@ func TestBackup(t *testing.T) {
 	}
 	verifyClean(t, b)
 }
+
+func TestSetQuota(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := setup(t, s, "alice@example.org")[0]
+	if err := s.SetQuota(ctx, a.Address, 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := s.Deliver(ctx, &Delivery{Body: make([]byte, 11), Targets: []Target{{AccountID: a.ID}}})
+	if err != nil || !errors.Is(r[0].Err, ErrOverQuota) {
+		t.Fatalf("want over quota: %v %+v", err, r)
+	}
+	if err := s.SetQuota(ctx, "nobody@example.org", 1, 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown account: %v", err)
+	}
+}
