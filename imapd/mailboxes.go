@@ -96,6 +96,25 @@ func (s *session) cmdRename(ctx context.Context, cmd *wire.Command) error {
 	if err != nil {
 		return err
 	}
+	// A child of the source must not land on an existing name (left behind when
+	// its parent was deleted); the store would fail on its unique index.
+	mbs, err := s.srv.st.Mailboxes(ctx, s.acc.ID)
+	if err != nil {
+		return err
+	}
+	cf, ct := store.CanonicalName(from)+store.Separator, store.CanonicalName(to)+store.Separator
+	if strings.HasPrefix(ct, cf) && from != "INBOX" {
+		return no(wire.CodeCannot, "Cannot move a mailbox into itself")
+	}
+	names := make(map[string]bool, len(mbs))
+	for _, mb := range mbs {
+		names[mb.Name] = true
+	}
+	for _, mb := range mbs {
+		if strings.HasPrefix(mb.Name, cf) && names[ct+mb.Name[len(cf):]] {
+			return no(wire.CodeAlreadyExists, "Mailbox %s already exists", clip(ct+mb.Name[len(cf):]))
+		}
+	}
 	if err := s.srv.st.RenameMailbox(ctx, s.acc.ID, from, to); err != nil {
 		return s.storeErr(err)
 	}

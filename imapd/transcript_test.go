@@ -793,3 +793,32 @@ func TestTranscriptIDCapabilityNoop(t *testing.T) {
 		S: c5 OK LOGOUT completed
 	`, nil)
 }
+
+func TestTranscriptRenameEdges(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", testMessage(1, "moved by rename"))
+	e.transcript(t, greeting+login+`
+		C: c1 CREATE a/b
+		S: c1 OK CREATE completed
+		C: c2 CREATE z/b
+		S: c2 OK CREATE completed
+		C: c3 DELETE z
+		S: c3 OK DELETE completed
+		C: r1 RENAME a z
+		S: r1 NO [ALREADYEXISTS] Mailbox z/b already exists
+		C: r2 RENAME a a/x
+		S: r2 NO [CANNOT] Cannot move a mailbox into itself
+		C: r3 RENAME nosuch y
+		S: r3 NO [NONEXISTENT] No such mailbox
+		C: r4 RENAME a Sent
+		S: r4 NO [ALREADYEXISTS] Mailbox already exists
+		C: r5 RENAME INBOX Old/Inbox
+		S: r5 OK RENAME completed
+		C: r6 STATUS Old/Inbox (MESSAGES)
+		S: * STATUS Old/Inbox (MESSAGES 1)
+		S: r6 OK STATUS completed
+		C: r7 STATUS INBOX (MESSAGES)
+		S: * STATUS INBOX (MESSAGES 0)
+		S: r7 OK STATUS completed
+	`, nil)
+}
