@@ -82,7 +82,12 @@ func (in *ingest) conn(ctx context.Context, c int, acked *ackLog) ([]string, err
 		}
 		id := in.msgID(c, i)
 		rcpt := in.rcpts[(c+i)%len(in.rcpts)]
-		r, err := cl.Send("sender@example.org", []string{rcpt}, newMessage("sender@example.org", rcpt, id, in.size))
+		// Half the peers pipeline their commands (RFC 2920), as most MTAs do.
+		send := cl.Send
+		if c%2 == 0 {
+			send = cl.SendPipelined
+		}
+		r, err := send("sender@example.org", []string{rcpt}, newMessage("sender@example.org", rcpt, id, in.size))
 		if err != nil {
 			return refused, fmt.Errorf("message %s: %w", id, err)
 		}

@@ -44,7 +44,11 @@ func checkTargets(rep *smtpReport) []targetCheck {
 }
 
 func printSMTPTable(w io.Writer, rep *smtpReport) error {
-	fmt.Fprintf(w, "coibox SMTP ingest on %s (server pid %d, %d CPUs shared with the client)\n", rep.Target, rep.ServerPID, rep.CPUs)
+	pipe := "without pipelining"
+	if rep.Pipelining {
+		pipe = "with pipelining"
+	}
+	fmt.Fprintf(w, "coibox SMTP ingest on %s, %s (server pid %d, %d CPUs shared with the client)\n", rep.Target, pipe, rep.ServerPID, rep.CPUs)
 	if rep.ListenMedian > 0 {
 		fmt.Fprintf(w, "start to listening: median %.1f ms over %d starts %v", rep.ListenMedian, len(rep.StartToListen), rounded(rep.StartToListen))
 		if rep.MainMedian > 0 {

@@ -53,6 +53,7 @@ type smtpFlags struct {
 	conc     string
 	messages int
 	perConn  int
+	pipeline bool
 	users    int
 	warmup   int
 	starts   int
@@ -75,6 +76,7 @@ func (f *smtpFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.conc, "conc", "1,16,64", "comma-separated `concurrencies` (connections at once)")
 	fs.IntVar(&f.messages, "messages", 2000, "messages sent in each run (one run per size and concurrency)")
 	fs.IntVar(&f.perConn, "per-conn", 1, "messages sent over each connection before QUIT")
+	fs.BoolVar(&f.pipeline, "pipelining", true, "send MAIL, RCPT and DATA in one write (RFC 2920), as MTAs do; -pipelining=false waits for each reply")
 	fs.IntVar(&f.users, "users", 10, "accounts created on the started server; messages go to them in turn")
 	fs.IntVar(&f.warmup, "warmup", 100, "messages sent before the runs and not measured")
 	fs.IntVar(&f.starts, "starts", 5, "times the server is started to time start-to-listening (the median is reported)")
@@ -120,6 +122,7 @@ type smtpReport struct {
 	Target        string    `json:"target"`
 	ServerPID     int       `json:"server_pid,omitempty"`
 	CPUs          int       `json:"cpus"`
+	Pipelining    bool      `json:"pipelining"`
 	StartToListen []float64 `json:"start_to_listen_ms,omitempty"`
 	ListenMedian  float64   `json:"start_to_listen_median_ms,omitempty"`
 	// MainToListen is the server's own figure (its "listening" log line): from main()
@@ -201,7 +204,8 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	rep.ServerPID = pid
 
-	gen := &smtpLoad{addr: rep.Target, rcpts: rcpts, timeout: f.timeout, spread: isLoopback(rep.Target)}
+	gen := &smtpLoad{addr: rep.Target, rcpts: rcpts, timeout: f.timeout, spread: isLoopback(rep.Target), pipeline: f.pipeline}
+	rep.Pipelining = f.pipeline
 	if f.warmup > 0 {
 		if r := gen.run(ctx, 4000, min(4, f.warmup), 1, f.warmup); r.Acked == 0 {
 			return fmt.Errorf("warm-up: no message accepted: %s", r.FirstProb)
@@ -357,8 +361,9 @@ type smtpLoad struct {
 	timeout time.Duration
 	// spread gives each worker its own 127.0.x.y source address, as distinct peers
 	// would have, so that per-IP limits and ephemeral ports are not one client's.
-	spread bool
-	runs   atomic.Int64
+	spread   bool
+	pipeline bool
+	runs     atomic.Int64
 }
 
 // run sends messages of size bytes over conc concurrent workers, each opening
@@ -436,7 +441,11 @@ func (g *smtpLoad) conn(ctx context.Context, opts testutil.SMTPDialOptions, runI
 		seq := first + i
 		rcpt := g.rcpts[seq%len(g.rcpts)]
 		msg := messageWithHeader(runID, seq, rcpt, body)
-		r, err := c.Send(benchSender, []string{rcpt}, msg)
+		send := c.Send
+		if g.pipeline {
+			send = c.SendPipelined
+		}
+		r, err := send(benchSender, []string{rcpt}, msg)
 		if err != nil {
 			return lat, acked, refused, errs + n - i, fmt.Sprintf("message %d: %v", seq, err)
 		}
