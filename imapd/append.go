@@ -43,19 +43,20 @@ func (s *session) cmdAppend(ctx context.Context, cmd *wire.Command) error {
 	return okCode(wire.CodeAppendUID(validity, imap.UID(uid)), "APPEND completed")
 }
 
-// checkQuota fails when size more bytes would not fit the account's quota.
-func (s *session) checkQuota(ctx context.Context, size int64) error {
+// overQuota explains why size more bytes would not fit the account's quota, or
+// returns "" when they fit.
+func (s *session) overQuota(ctx context.Context, size int64) string {
 	acc, err := s.srv.st.AccountByID(ctx, s.acc.ID)
 	if err != nil {
-		return nil // the store checks again when appending
+		return "" // the store checks again when appending
 	}
 	if q := s.srv.st.QuotaLimit(acc); q > 0 && acc.UsedBytes+size > q {
-		return fmt.Errorf("Quota exceeded: %d of %d KiB used", (acc.UsedBytes+1023)/1024, q/1024)
+		return fmt.Sprintf("Quota exceeded: %d of %d KiB used", (acc.UsedBytes+1023)/1024, q/1024)
 	}
 	if acc.QuotaMsgs > 0 && acc.UsedMsgs+1 > acc.QuotaMsgs {
-		return fmt.Errorf("Quota exceeded: %d of %d messages", acc.UsedMsgs, acc.QuotaMsgs)
+		return fmt.Sprintf("Quota exceeded: %d of %d messages", acc.UsedMsgs, acc.QuotaMsgs)
 	}
-	return nil
+	return ""
 }
 
 func (s *session) cmdGetQuotaRoot(ctx context.Context, cmd *wire.Command) error {

@@ -248,3 +248,22 @@ func TestClientIdle(t *testing.T) {
 		t.Error("subject")
 	}
 }
+
+// TestAccountsIsolated: another account's deliveries and mailboxes stay invisible.
+func TestAccountsIsolated(t *testing.T) {
+	e := newEnv(t)
+	bob := e.addAccount("bob@example.org")
+	e.deliver(bob, "INBOX", testMessage(1, "for bob"))
+	e.deliver(bob, "Private", testMessage(2, "bob's folder"))
+	c := e.dial(t, nil)
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages != 0 {
+		t.Fatalf("alice's INBOX = %+v, %v", sel, err)
+	}
+	if _, err := c.Select("Private", nil).Wait(); err == nil {
+		t.Error("alice can select bob's mailbox")
+	}
+	if err := c.Noop().Wait(); err != nil || c.Mailbox() != nil && c.Mailbox().NumMessages != 0 {
+		t.Errorf("NOOP: %v", err)
+	}
+}

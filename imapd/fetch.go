@@ -213,25 +213,42 @@ func needsBody(fa *wire.FetchArgs, m *store.Message) bool {
 
 // loadBodies reads the bodies the first n messages need, n chosen so that they stay
 // within bodyChunkBytes (at least one message).
+//
+// When only top-level header sections are asked for (Delta Chat's prefetch of every
+// new message), only the headers are read: a 30 MB attachment stays on disk.
 func (s *session) loadBodies(ctx context.Context, fa *wire.FetchArgs, msgs []store.Message) (int, map[uint32][]byte, error) {
+	headerOnly := headerSectionsOnly(fa)
 	var uids []uint32
 	var size int64
+	limit := 0
 	n := 0
 	for n < len(msgs) {
 		m := &msgs[n]
 		if needsBody(fa, m) {
-			if len(uids) > 0 && size+m.Size > bodyChunkBytes {
+			need := m.Size
+			if headerOnly {
+				if sum, ok := parseSummary(m.Summary); ok {
+					need = int64(sum.headerLen)
+					limit = max(limit, sum.headerLen)
+				} else {
+					headerOnly = false
+				}
+			}
+			if len(uids) > 0 && size+need > bodyChunkBytes {
 				break
 			}
 			uids = append(uids, m.UID)
-			size += m.Size
+			size += need
 		}
 		n++
 	}
 	if len(uids) == 0 {
 		return n, nil, nil
 	}
-	bs, err := s.srv.st.Bodies(ctx, s.sel.id, uids, 0)
+	if !headerOnly {
+		limit = 0
+	}
+	bs, err := s.srv.st.Bodies(ctx, s.sel.id, uids, limit)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -240,6 +257,20 @@ func (s *session) loadBodies(ctx context.Context, fa *wire.FetchArgs, msgs []sto
 		out[b.UID] = b.Data
 	}
 	return n, out, nil
+}
+
+// headerSectionsOnly: every section is BODY[HEADER…] of the message itself, and
+// nothing else needs the body.
+func headerSectionsOnly(fa *wire.FetchArgs) bool {
+	if bs := fa.Options.BodyStructure; bs != nil && !bs.Extended {
+		return false
+	}
+	for _, sec := range fa.Sections {
+		if sec.Body == nil || len(sec.Body.Part) > 0 || sec.Body.Specifier != imap.PartSpecifierHeader {
+			return false
+		}
+	}
+	return true
 }
 
 // writeFetch writes one FETCH response.

@@ -209,8 +209,8 @@ func (s *session) continueLiteral(ctx context.Context, lit wire.LiteralInfo) err
 		if s.state == stateNotAuth {
 			return &wire.Error{Tag: lit.Tag, Status: wire.NO, Text: "Log in first"}
 		}
-		if err := s.checkQuota(ctx, lit.Size); err != nil {
-			return &wire.Error{Tag: lit.Tag, Status: wire.NO, Code: wire.CodeOverQuota, Text: err.Error()}
+		if msg := s.overQuota(ctx, lit.Size); msg != "" {
+			return &wire.Error{Tag: lit.Tag, Status: wire.NO, Code: wire.CodeOverQuota, Text: msg}
 		}
 	}
 	s.wr().Continue("Ready for literal data")

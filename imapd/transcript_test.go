@@ -822,3 +822,34 @@ func TestTranscriptRenameEdges(t *testing.T) {
 		S: r7 OK STATUS completed
 	`, nil)
 }
+
+// TestTranscriptDeltaChatPrefetch is the prefetch and download of Delta Chat 2.57
+// (chatmail.md §2.2): the reply echoes the section name with the field list.
+func TestTranscriptDeltaChatPrefetch(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", "Message-ID: <dc@example.org>\nFrom: bob@example.net\nChat-Version: 1.0\nDate: Tue, 01 Sep 2026 10:00:00 +0200\n\n"+strings.Repeat("x", 100000)+"\n")
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: p1 UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE X-MICROSOFT-ORIGINAL-MESSAGE-ID FROM CONTENT-TYPE SECURE-JOIN CHAT-VERSION CHAT-IS-POST-MESSAGE AUTOCRYPT-SETUP-MESSAGE)])
+		S: * 1 FETCH (UID 1 RFC822.SIZE 100115 BODY[HEADER.FIELDS (MESSAGE-ID DATE X-MICROSOFT-ORIGINAL-MESSAGE-ID FROM CONTENT-TYPE SECURE-JOIN CHAT-VERSION CHAT-IS-POST-MESSAGE AUTOCRYPT-SETUP-MESSAGE)] {113}
+		S: Message-ID: <dc@example.org>
+		S: From: bob@example.net
+		S: Chat-Version: 1.0
+		S: Date: Tue, 01 Sep 2026 10:00:00 +0200
+		S: 
+		S: )
+		S: p1 OK UID FETCH completed
+		C: p2 UID FETCH 1 (FLAGS BODY.PEEK[])
+		S: * 1 FETCH (UID 1 FLAGS () BODY[] {100115}
+		S: Message-ID: <dc@example.org>
+		S: From: bob@example.net
+		S: Chat-Version: 1.0
+		S: Date: Tue, 01 Sep 2026 10:00:00 +0200
+		S: 
+		S: <*>
+		S: )
+		S: p2 OK UID FETCH completed
+		C: p3 UID STORE 1 +FLAGS (\Seen)
+		S: * 1 FETCH (UID 1 FLAGS (\Seen))
+		S: p3 OK UID STORE completed
+	`, nil)
+}
