@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/store"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -154,5 +157,35 @@ func TestIsInside(t *testing.T) {
 		if got := isInside(tt.path, tt.dir); got != tt.want {
 			t.Errorf("isInside(%q, %q) = %v, want %v", tt.path, tt.dir, got, tt.want)
 		}
+	}
+}
+
+// TestPrintWelcome checks the first-start text of the local profile: every listener's
+// address and the command that adds an account, and silence once accounts exist.
+func TestPrintWelcome(t *testing.T) {
+	cfg := config.Local()
+	cfg.DataDir = t.TempDir()
+	s, fresh, err := openStore(t.Context(), cfg, config.LocalSource, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !fresh {
+		t.Fatal("a new data directory is not reported fresh")
+	}
+	var b strings.Builder
+	printWelcome(t.Context(), &b, cfg, s, fresh)
+	for _, want := range []string{"127.0.0.1:2525", "127.0.0.1:2587", "127.0.0.1:2465", "127.0.0.1:2143", "127.0.0.1:2993", "127.0.0.1:8080", "coibox account add you@localhost"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("welcome lacks %q:\n%s", want, b.String())
+		}
+	}
+	if _, err := s.AddAccount(t.Context(), "you@localhost", "pw"); err != nil {
+		t.Fatalf("local profile does not serve localhost: %v", err)
+	}
+	b.Reset()
+	printWelcome(t.Context(), &b, cfg, s, false)
+	if b.Len() != 0 {
+		t.Errorf("welcome printed although an account exists:\n%s", b.String())
 	}
 }
