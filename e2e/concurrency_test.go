@@ -42,6 +42,12 @@ func (in *ingest) msgID(c, i int) string {
 // run sends the load and returns when every connection is done.
 func (in *ingest) run(ctx context.Context) *ingestResult {
 	res := &ingestResult{}
+	in.runInto(ctx, res)
+	return res
+}
+
+// runInto is run with a result the caller can watch while the load runs (res.acked).
+func (in *ingest) runInto(ctx context.Context, res *ingestResult) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for c := range in.conns {
@@ -56,7 +62,6 @@ func (in *ingest) run(ctx context.Context) *ingestResult {
 		})
 	}
 	wg.Wait()
-	return res
 }
 
 // conn runs one connection's share and returns the replies that refused a message.

@@ -286,6 +286,12 @@ func (a *ackLog) add(id string) {
 	a.acked[id] = true
 }
 
+func (a *ackLog) n() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.acked)
+}
+
 func (a *ackLog) ids() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
