@@ -46,24 +46,31 @@ func (s *session) cmdIdle(ctx context.Context, cmd *wire.Command) error {
 	}
 	keep := time.NewTimer(lim.KeepAlive)
 	defer keep.Stop()
+	// hangUp ends the session from inside IDLE. The reader goroutine must be done
+	// before anything reads the connection again, and it only returns once the
+	// connection is closed (or DONE arrives).
+	hangUp := func(err error) error {
+		if err != errClose {
+			s.log.Error("imap: IDLE update", "err", err)
+		}
+		_ = s.conn.Close()
+		<-lines
+		return errClose
+	}
 	for {
 		select {
 		case <-poke:
 			if err := s.update(ctx, true); err != nil {
-				if err == errClose {
-					_ = s.conn.Close()
-					<-lines
-				}
-				return err
+				return hangUp(err)
 			}
 			if err := s.flush(); err != nil {
-				return errClose
+				return hangUp(errClose)
 			}
 			s.release()
 		case <-keep.C:
 			s.wr().StatusResponse("*", wire.OK, "", "Still here")
 			if err := s.flush(); err != nil {
-				return errClose
+				return hangUp(errClose)
 			}
 			s.release()
 			keep.Reset(lim.KeepAlive)

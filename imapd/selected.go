@@ -132,29 +132,46 @@ func (s *session) resolve(set imap.NumSet) ([]int, error) {
 		}
 		return out, nil
 	}
-	var out []int
-	ranges := 0
+	// Each range marks view positions; overlapping ranges ("1:*,1:*,…") cost no
+	// more than one, whatever their number.
+	n := len(v.uids)
+	var mark []bool
+	first, last := -1, -1 // the only range, while there is one
+	add := func(lo, hi int) {
+		if lo > hi {
+			return
+		}
+		if mark == nil && first < 0 {
+			first, last = lo, hi
+			return
+		}
+		if mark == nil {
+			mark = make([]bool, n)
+			for i := first; i <= last; i++ {
+				mark[i] = true
+			}
+		}
+		for i := lo; i <= hi; i++ {
+			mark[i] = true
+		}
+	}
 	switch set := set.(type) {
 	case imap.SeqSet:
-		n := uint32(len(v.uids))
 		for _, r := range set {
 			start, stop := r.Start, r.Stop
 			if start == 0 {
-				start = n
+				start = uint32(n)
 			}
 			if stop == 0 {
-				stop = n
+				stop = uint32(n)
 			}
 			if start > stop {
 				start, stop = stop, start
 			}
-			if start == 0 || stop > n {
-				return nil, bad("Invalid message sequence number %s (the mailbox has %d messages)", set.String(), n)
+			if start == 0 || stop > uint32(n) {
+				return nil, bad("Invalid message sequence number %s (the mailbox has %d messages)", clip(set.String()), n)
 			}
-			for q := start; q <= stop; q++ {
-				out = append(out, int(q-1))
-			}
-			ranges++
+			add(int(start-1), int(stop-1))
 		}
 	case imap.UIDSet:
 		maxUID := v.maxUID()
@@ -169,23 +186,24 @@ func (s *session) resolve(set imap.NumSet) ([]int, error) {
 			if start > stop {
 				start, stop = stop, start
 			}
-			lo := sort.Search(len(v.uids), func(i int) bool { return v.uids[i] >= start })
-			for i := lo; i < len(v.uids) && v.uids[i] <= stop; i++ {
-				out = append(out, i)
-			}
-			ranges++
+			lo := sort.Search(n, func(i int) bool { return v.uids[i] >= start })
+			hi := sort.Search(n, func(i int) bool { return v.uids[i] > stop }) - 1
+			add(lo, hi)
 		}
 	}
-	if ranges > 1 {
-		sort.Ints(out)
-		j := 0
-		for i, x := range out {
-			if i == 0 || x != out[j-1] {
-				out[j] = x
-				j++
+	var out []int
+	switch {
+	case mark != nil:
+		for i, m := range mark {
+			if m {
+				out = append(out, i)
 			}
 		}
-		out = out[:j]
+	case first >= 0:
+		out = make([]int, 0, last-first+1)
+		for i := first; i <= last; i++ {
+			out = append(out, i)
+		}
 	}
 	return out, nil
 }

@@ -58,7 +58,7 @@ func DefaultLimits() Limits {
 		MaxLiteral:           1 << 20,
 		MaxMessageSize:       30 << 20,
 		MaxDepth:             32,
-		MaxArgs:              10000,
+		MaxArgs:              1000,
 		MaxConnsPerIP:        50,
 		MaxConnsPerAccount:   100,
 		IdleTimeout:          30 * time.Minute,
