@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/coibox/coibox/dnsx/dnstest"
 	"github.com/coibox/coibox/internal/testutil"
 	"github.com/coibox/coibox/store"
@@ -298,6 +301,51 @@ func (a *ackLog) ids() []string {
 	out := make([]string, 0, len(a.acked))
 	for id := range a.acked {
 		out = append(out, id)
+	}
+	return out
+}
+
+// imapFetch logs in over IMAPS as address, searches INBOX for a Message-ID (with its
+// angle brackets) and returns the full text of every match: the path a mail client
+// takes, from the other side of the store.
+func (s *server) imapFetch(t *testing.T, address, msgID string) [][]byte {
+	t.Helper()
+	c, err := imapclient.DialTLS(s.addr.IMAPS, &imapclient.Options{TLSConfig: clientTLS()})
+	if err != nil {
+		t.Fatalf("IMAP connect: %v", err)
+	}
+	defer c.Close()
+	if err := c.Login(address, s.passwords[address]).Wait(); err != nil {
+		t.Fatalf("IMAP LOGIN %s: %v", address, err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatalf("IMAP SELECT INBOX: %v", err)
+	}
+	found, err := c.UIDSearch(&imap.SearchCriteria{
+		Header: []imap.SearchCriteriaHeaderField{{Key: "Message-Id", Value: msgID}},
+	}, nil).Wait()
+	if err != nil {
+		t.Fatalf("IMAP SEARCH: %v", err)
+	}
+	uids := found.AllUIDs()
+	if len(uids) == 0 {
+		return nil
+	}
+	msgs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	}).Collect()
+	if err != nil {
+		t.Fatalf("IMAP FETCH: %v", err)
+	}
+	var out [][]byte
+	for _, m := range msgs {
+		for _, sec := range m.BodySection {
+			out = append(out, sec.Bytes)
+		}
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Errorf("IMAP LOGOUT: %v", err)
 	}
 	return out
 }

@@ -11,7 +11,8 @@ import (
 
 // TestSubmissionPythonSmtplib submits a message the way a desktop client does (Python's
 // smtplib: EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA on the submission port) and
-// checks that it lands once in the recipient's INBOX with a Received field added.
+// checks that it lands once in the recipient's INBOX with a Received field added, as
+// read from the store and as the recipient's IMAP client fetches it.
 func TestSubmissionPythonSmtplib(t *testing.T) {
 	python, err := exec.LookPath("python3")
 	if err != nil {
@@ -53,6 +54,15 @@ func TestSubmissionPythonSmtplib(t *testing.T) {
 		}
 		if got := m.header.Get("Subject"); got != "e2e smtplib" {
 			t.Errorf("Subject = %q, want %q", got, "e2e smtplib")
+		}
+	}
+	fetched := s.imapFetch(t, bob, "<"+msgID+">")
+	if len(fetched) != 1 {
+		t.Fatalf("IMAP SEARCH for the Message-ID found %d messages, want 1", len(fetched))
+	}
+	for _, want := range []string{"Received: ", "Sent by Python smtplib"} {
+		if !strings.Contains(string(fetched[0]), want) {
+			t.Errorf("message fetched over IMAP lacks %q:\n%s", want, fetched[0])
 		}
 	}
 	if msgs := s.inbox(t, alice); len(msgs) != 0 {
