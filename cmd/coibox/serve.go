@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coibox/coibox/authlimit"
@@ -62,12 +63,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	log.Info("listening", "config", source, "startup", time.Since(e.start).Round(time.Microsecond).String())
 
 	m := metrics.New()
-	// The queue exists before the store so that every commit can wake it: a message
-	// queued for a remote recipient should leave now, not at the queue's next scan.
-	var q *queue.Queue
+	// Every commit wakes the queue, which is made after the store: a message queued for
+	// a remote recipient should leave now, not at the queue's next scheduled scan. The
+	// pipeline does not say which commits queued something, so the queue is woken for
+	// all of them; a wake-up with nothing due costs one indexed read.
+	var queueRef atomic.Pointer[queue.Queue]
 	observe := func(batch int, d time.Duration) {
 		m.ObserveCommit(batch, d)
-		if q != nil {
+		if q := queueRef.Load(); q != nil {
 			q.Kick()
 		}
 	}
@@ -114,7 +117,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Logger:          log.With("pkg", "deliver"),
 		Metrics:         m,
 	})
-	q = queue.New(s, queue.Options{
+	q := queue.New(s, queue.Options{
 		Hostname:     cfg.Hostname,
 		Resolver:     resolver,
 		Signer:       keys,
@@ -127,6 +130,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		LocalDeliver: localDSN(s, pipeline, cfg.Hostname),
 		Logger:       log.With("pkg", "queue"),
 	})
+	queueRef.Store(q)
 	// One limiter for every password check, so a guesser cannot spread attempts over
 	// SMTP and IMAP to get twice the allowance.
 	limiter := authlimit.New(cfg.Limits.AuthFailuresPerIP, time.Duration(cfg.Limits.AuthFailureWindow))
