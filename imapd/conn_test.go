@@ -117,6 +117,33 @@ func TestImplicitTLS(t *testing.T) {
 	}
 }
 
+// TestServeTLSBesideSTARTTLS: one Server serves port 143 (STARTTLS) and, through
+// ServeTLS, port 993, sharing its limits.
+func TestServeTLSBesideSTARTTLS(t *testing.T) {
+	cfg := testTLSConfig(t)
+	e := newEnv(t, func(o *Options) { o.TLSConfig = cfg })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.srv.ServeTLS(context.Background(), ln) }()
+	c, err := imapclient.DialTLS(ln.Addr().String(), &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("alice@example.org", testPassword).Wait(); err != nil {
+		t.Fatalf("LOGIN on the implicit TLS port: %v", err)
+	}
+	plain, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	l := &lineConn{t: t, c: plain, r: bufio.NewReader(plain), w: plain}
+	l.expect("* OK [CAPABILITY <*> STARTTLS LOGINDISABLED] coibox IMAP ready")
+}
+
 func TestCompress(t *testing.T) {
 	e := newEnv(t)
 	e.deliver(e.acc, "INBOX", testMessage(1, "compressed"))

@@ -46,7 +46,7 @@ func FuzzSession(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			e.srv.serveConn(context.Background(), sconn)
+			e.srv.serveConn(context.Background(), sconn, false)
 		}()
 		var out bytes.Buffer
 		readDone := make(chan struct{})

@@ -233,6 +233,20 @@ var ErrServerClosed = errors.New("imapd: server closed")
 // Serve accepts connections on l until Shutdown or ctx ends. With ImplicitTLS, l
 // carries plain TCP and Serve does the TLS handshake.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, s.opts.ImplicitTLS)
+}
+
+// ServeTLS is Serve with implicit TLS (port 993) whatever Options.ImplicitTLS says,
+// so that one Server, with one set of connection limits and one summary cache, can
+// serve both ports 143 and 993.
+func (s *Server) ServeTLS(ctx context.Context, l net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("imapd: ServeTLS without Options.TLSConfig")
+	}
+	return s.serve(ctx, l, true)
+}
+
+func (s *Server) serve(ctx context.Context, l net.Listener, implicitTLS bool) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -268,7 +282,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("imap accept: %w", err)
 		}
 		delay = 0
-		go s.serveConn(ctx, c)
+		go s.serveConn(ctx, c, implicitTLS)
 	}
 }
 

@@ -44,7 +44,7 @@ type session struct {
 	r    *wire.Reader
 	w    *wire.Writer // borrowed from srv.writer while output is pending, else nil
 
-	tls        bool
+	tls        bool // the connection is TLS (implicit or after STARTTLS)
 	compressed bool
 	state      state
 	acc        *store.Account
@@ -74,7 +74,7 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 	return w.c.Write(p)
 }
 
-func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+func (s *Server) serveConn(ctx context.Context, c net.Conn, implicitTLS bool) {
 	defer c.Close()
 	if m := s.opts.Metrics.Connections; m != nil {
 		m(1)
@@ -90,7 +90,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer s.removeSession(sess)
 	stop := context.AfterFunc(ctx, sess.interrupt)
 	defer stop()
-	if s.opts.ImplicitTLS {
+	if implicitTLS {
 		if s.opts.TLSConfig == nil {
 			s.log.Error("imap: implicit TLS without a TLS configuration")
 			return
@@ -434,7 +434,7 @@ func (s *session) capabilities() []string {
 	o := &s.srv.opts
 	caps := []string{"IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE"}
 	if s.state == stateNotAuth {
-		if !s.tls && o.TLSConfig != nil && !o.ImplicitTLS {
+		if !s.tls && o.TLSConfig != nil {
 			caps = append(caps, "STARTTLS")
 		}
 		if s.loginDisabled() {
