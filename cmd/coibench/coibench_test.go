@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"slices"
 	"strings"
@@ -151,6 +152,32 @@ func TestUsage(t *testing.T) {
 		code := run(context.Background(), tc.args, &out, &errb)
 		if code != tc.wantCode || !strings.Contains(errb.String(), tc.wantErr) {
 			t.Errorf("coibench %v: code %d, stderr %q; want code %d and %q", tc.args, code, errb.String(), tc.wantCode, tc.wantErr)
+		}
+	}
+}
+
+// TestSMTPSmoke runs a tiny benchmark against a freshly built server and checks that the
+// report holds together: every message acknowledged and found in the store.
+func TestSMTPSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts coibox")
+	}
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"smtp", "-sizes", "2KB", "-conc", "1,3", "-messages", "30", "-per-conn", "2",
+		"-starts", "2", "-warmup", "5", "-json"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstderr:\n%s", code, errb.String())
+	}
+	var rep smtpReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Runs) != 2 || len(rep.StartToListen) != 2 || rep.IdleRSS <= 0 || rep.ServerPID == 0 {
+		t.Fatalf("incomplete report: %+v", rep)
+	}
+	for _, r := range rep.Runs {
+		if r.Acked != 30 || r.Stored != 30 || !r.StoredOK || r.PerSecond <= 0 || r.ServerPeakRSS <= 0 || r.Commits == 0 {
+			t.Errorf("run %+v: want 30 acknowledged and stored, with server figures", r)
 		}
 	}
 }

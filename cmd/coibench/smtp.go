@@ -154,19 +154,17 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	rep := &smtpReport{CPUs: runtime.NumCPU()}
+	var refs serverRefs
 	var rcpts []string
-	var dataDir string
-	var pid int
-	var metricsURL string
 	if f.addr != "" {
-		rep.Target, pid, dataDir, metricsURL = f.addr, f.pid, f.dataDir, f.metrics
-		rcpts = strings.Split(f.rcpts, ",")
 		if f.rcpts == "" {
 			fmt.Fprintln(stderr, "coibench smtp: -addr needs -rcpt")
 			return errUsage
 		}
+		rep.Target, rcpts = f.addr, strings.Split(f.rcpts, ",")
+		refs = serverRefs{pid: f.pid, dataDir: f.dataDir, metricsURL: f.metrics}
 	} else {
-		srv, err := startServer(ctx, serverOptions{bin: f.bin, users: f.users, keep: f.keep, logLevel: f.logLevel, log: verboseLog(f.verbose, stderr)})
+		srv, err := startSMTPServer(ctx, &f, rep, stderr)
 		if err != nil {
 			return err
 		}
@@ -175,33 +173,10 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				fmt.Fprintf(stderr, "coibench smtp: stop server: %v\n", err)
 			}
 		}()
-		// The first start made the data directory's certificate; time the later,
-		// ordinary starts as well and report the median.
-		rep.StartToListen = append(rep.StartToListen, ms(srv.proc.Listening))
-		rep.MainToListen = append(rep.MainToListen, srv.mainToListen())
-		for range f.starts - 1 {
-			if err := srv.stop(); err != nil {
-				return err
-			}
-			if err := srv.start(ctx); err != nil {
-				return err
-			}
-			rep.StartToListen = append(rep.StartToListen, ms(srv.proc.Listening))
-			rep.MainToListen = append(rep.MainToListen, srv.mainToListen())
-		}
-		rep.ListenMedian = median(rep.StartToListen)
-		rep.MainMedian = median(rep.MainToListen)
-		// Idle RSS: what the server holds once started, before any client came.
-		time.Sleep(time.Second)
-		mem, err := readMemory(srv.proc.Pid())
-		if err != nil {
-			return err
-		}
-		rep.IdleRSS, rep.IdleAnon = mem.RSS, mem.Anon
-		fmt.Fprintf(stderr, "coibench smtp: start to listening %v ms (in main: %v ms), idle RSS %.1f MB\n", rounded(rep.StartToListen), rounded(rep.MainToListen), mb(rep.IdleRSS))
-		rep.Target, pid, dataDir, rcpts = srv.addr.SMTP, srv.proc.Pid(), srv.dataDir, srv.users
-		metricsURL = "http://" + srv.addr.HTTP + "/metrics"
+		rep.Target, rcpts = srv.addr.SMTP, srv.users
+		refs = serverRefs{pid: srv.proc.Pid(), dataDir: srv.dataDir, metricsURL: "http://" + srv.addr.HTTP + "/metrics"}
 	}
+	pid := refs.pid
 	rep.ServerPID = pid
 
 	gen := &smtpLoad{addr: rep.Target, rcpts: rcpts, timeout: f.timeout, spread: isLoopback(rep.Target), pipeline: f.pipeline}
@@ -226,7 +201,7 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			r, err := measure(ctx, gen, serverRefs{pid, dataDir, metricsURL}, size, c, f.perConn, f.messages)
+			r, err := measure(ctx, gen, refs, size, c, f.perConn, f.messages)
 			if err != nil {
 				return err
 			}
@@ -240,9 +215,57 @@ func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if f.jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		err = enc.Encode(rep)
+	} else {
+		err = printSMTPTable(stdout, rep)
 	}
-	return printSMTPTable(stdout, rep)
+	if err != nil {
+		return err
+	}
+	// A message acknowledged but not stored (or stored but not acknowledged) is a bug,
+	// not a slow run: make it fail scripts that run the benchmark.
+	for _, r := range rep.Runs {
+		if r.Stored >= 0 && !r.StoredOK {
+			return fmt.Errorf("%s × %d: %d messages acknowledged but the store gained %d", humanBytes(r.Size), r.Concurrency, r.Acked, r.Stored)
+		}
+	}
+	return nil
+}
+
+// startSMTPServer starts the server for the smtp benchmark and records its start-up
+// figures in rep: time to listen over f.starts starts, idle RSS after the last one.
+func startSMTPServer(ctx context.Context, f *smtpFlags, rep *smtpReport, stderr io.Writer) (*benchServer, error) {
+	srv, err := startServer(ctx, serverOptions{bin: f.bin, users: f.users, keep: f.keep, logLevel: f.logLevel, log: verboseLog(f.verbose, stderr)})
+	if err != nil {
+		return nil, err
+	}
+	// The first start also made the certificate; later starts are the ordinary kind.
+	// All are reported, with their median.
+	record := func() {
+		rep.StartToListen = append(rep.StartToListen, ms(srv.proc.Listening))
+		rep.MainToListen = append(rep.MainToListen, srv.mainToListen())
+	}
+	record()
+	for range f.starts - 1 {
+		if err := srv.stop(); err != nil {
+			return nil, errors.Join(err, srv.Close())
+		}
+		if err := srv.start(ctx); err != nil {
+			return nil, errors.Join(err, srv.Close())
+		}
+		record()
+	}
+	rep.ListenMedian = median(rep.StartToListen)
+	rep.MainMedian = median(rep.MainToListen)
+	// Idle RSS: what the server holds once started, before any client came.
+	time.Sleep(time.Second)
+	mem, err := readMemory(srv.proc.Pid())
+	if err != nil {
+		return nil, errors.Join(err, srv.Close())
+	}
+	rep.IdleRSS, rep.IdleAnon = mem.RSS, mem.Anon
+	fmt.Fprintf(stderr, "coibench smtp: start to listening %v ms (in main: %v ms), idle RSS %.1f MB\n", rounded(rep.StartToListen), rounded(rep.MainToListen), mb(rep.IdleRSS))
+	return srv, nil
 }
 
 func verboseLog(on bool, w io.Writer) io.Writer {
