@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,22 +20,7 @@ import (
 // coiboxBin is the binary TestMain builds once for every test that runs it.
 var coiboxBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "coibox-cmd-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	coiboxBin = filepath.Join(dir, "coibox")
-	if err := testutil.Build(coiboxBin, "."); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.MainWithBinary(m, ".", &coiboxBin)) }
 
 // result is what one run of the binary produced.
 type result struct {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,6 +55,28 @@ func Build(out, pkg string, extraArgs ...string) error {
 		return fmt.Errorf("build %s: %w\n%s", pkg, err, stderr.String())
 	}
 	return nil
+}
+
+// MainWithBinary is the body of a TestMain whose tests run a built program: it builds
+// pkg into a temporary directory, sets *bin to the binary's path, runs the tests and
+// removes the directory. It returns the exit code for os.Exit.
+func MainWithBinary(m *testing.M, pkg string, bin *string) int {
+	dir, err := os.MkdirTemp("", "coibox-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	name := path.Base(pkg)
+	if abs, err := filepath.Abs(pkg); err == nil && strings.HasPrefix(pkg, ".") {
+		name = filepath.Base(abs) // "." in cmd/coibox builds "coibox"
+	}
+	*bin = filepath.Join(dir, name)
+	if err := Build(*bin, pkg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
 }
 
 // Listeners are the addresses a test server listens on, all on 127.0.0.1.
