@@ -60,6 +60,7 @@ type Config struct {
 	DNS    DNS    `toml:"dns"`
 	Limits Limits `toml:"limits"`
 	Queue  Queue  `toml:"queue"`
+	MTASTS MTASTS `toml:"mta_sts"`
 	Store  Store  `toml:"store"`
 }
 
@@ -229,6 +230,31 @@ type Queue struct {
 	// SmarthostTLS (queue.smarthost_tls) is how the smarthost connection is secured:
 	// "starttls", "tls" (implicit TLS, usually port 465) or "none". Default: "starttls".
 	SmarthostTLS string `toml:"smarthost_tls"`
+
+	// SourceIP (queue.source_ip) is the local IP address outgoing SMTP connections are
+	// made from; "" lets the system choose. A host with several addresses sets it so
+	// that mail leaves from the address its SPF record and PTR name. Default: "".
+	SourceIP string `toml:"source_ip"`
+}
+
+// MTA-STS modes accepted by mta_sts.mode (RFC 8461 5).
+const (
+	MTASTSEnforce = "enforce"
+	MTASTSTesting = "testing"
+	MTASTSNone    = "none"
+)
+
+// MTASTS ([mta_sts]) is the MTA-STS policy served at
+// https://mta-sts.<domain>/.well-known/mta-sts.txt for every domain.
+type MTASTS struct {
+	// Mode (mta_sts.mode) tells senders what to do when they cannot deliver over
+	// TLS with a valid certificate for hostname: "enforce" (do not deliver),
+	// "testing" (deliver anyway, report) or "none" (the policy is withdrawn).
+	// Default: "enforce".
+	Mode string `toml:"mode"`
+
+	// MaxAge (mta_sts.max_age) is how long senders keep the policy. Default: "168h".
+	MaxAge Duration `toml:"max_age"`
 }
 
 // Store ([store]) tunes the database.
@@ -287,6 +313,7 @@ func Default() *Config {
 			RemotePort:   25,
 			SmarthostTLS: SmarthostSTARTTLS,
 		},
+		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(7 * 24 * time.Hour)},
 		Store: Store{GroupCommitMax: 256},
 	}
 }

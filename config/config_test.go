@@ -122,6 +122,10 @@ smarthost = "relay.example.net:465"
 smarthost_user = "u"
 smarthost_password = "p"
 smarthost_tls = "tls"
+source_ip = "2001:DB8::25"
+[mta_sts]
+mode = "testing"
+max_age = "720h"
 [store]
 group_commit_max = 64
 `))
@@ -142,6 +146,9 @@ group_commit_max = 64
 	}
 	if c.Queue.RemotePort != 2525 || c.Store.GroupCommitMax != 64 || c.TLS.ACMECache != "/tmp/acme" {
 		t.Errorf("queue.remote_port %d, store.group_commit_max %d, tls.acme_cache %q", c.Queue.RemotePort, c.Store.GroupCommitMax, c.TLS.ACMECache)
+	}
+	if c.Queue.SourceIP != "2001:db8::25" || c.MTASTS.Mode != MTASTSTesting || time.Duration(c.MTASTS.MaxAge) != 720*time.Hour {
+		t.Errorf("queue.source_ip %q, mta_sts %+v", c.Queue.SourceIP, c.MTASTS)
 	}
 }
 
@@ -260,6 +267,18 @@ func TestErrors(t *testing.T) {
 			[]string{`queue.smarthost: ":587" has no host name`}},
 		{"smarthost tls", "[queue]\nsmarthost_tls = \"ssl\"",
 			[]string{`queue.smarthost_tls: "ssl" is not one of "starttls", "tls" or "none"`}},
+		{"source ip not an ip", "[queue]\nsource_ip = \"mx.example.org\"",
+			[]string{`queue.source_ip: "mx.example.org" is not an IP address`}},
+		{"source ip unspecified", "[queue]\nsource_ip = \"0.0.0.0\"",
+			[]string{`queue.source_ip: "0.0.0.0" is no particular address`}},
+		{"mta-sts mode", "[mta_sts]\nmode = \"strict\"",
+			[]string{`mta_sts.mode: "strict" is not one of "enforce", "testing" or "none"`}},
+		{"mta-sts max_age too short", "[mta_sts]\nmax_age = \"1h\"",
+			[]string{`mta_sts.max_age: "1h" is outside 24h to 8766h`}},
+		{"mta-sts max_age too long", "[mta_sts]\nmax_age = \"9000h\"",
+			[]string{`mta_sts.max_age: "9000h" is outside 24h to 8766h`}},
+		{"mta-sts max_age fraction", "[mta_sts]\nmax_age = \"24h0.5s\"",
+			[]string{`mta_sts.max_age: "24h0m0.5s" is not a whole number of seconds`}},
 		{"group commit", "[store]\ngroup_commit_max = 0",
 			[]string{`store.group_commit_max: 0 must be at least 1`}},
 		{"several errors reported together", "log_level = \"loud\"\n[limits]\nrecipients = 0",

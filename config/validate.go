@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate normalizes c (host names lower-cased, trailing dots dropped), fills the
@@ -190,6 +191,26 @@ func (c *Config) check() []error {
 		bad("queue.smarthost_user", "must be set when queue.smarthost_password is")
 	case q.SmarthostUser != "" && q.SmarthostTLS == SmarthostNone:
 		bad("queue.smarthost_tls", "%q would send the smarthost password unencrypted; use %q or %q", SmarthostNone, SmarthostSTARTTLS, SmarthostTLS)
+	}
+
+	if q.SourceIP != "" {
+		if ip, err := netip.ParseAddr(q.SourceIP); err != nil || ip.Zone() != "" {
+			bad("queue.source_ip", "%q is not an IP address", q.SourceIP)
+		} else if ip.IsUnspecified() {
+			bad("queue.source_ip", "%q is no particular address; use \"\" to let the system choose", q.SourceIP)
+		} else {
+			q.SourceIP = ip.String()
+		}
+	}
+
+	// MTA-STS.
+	oneOf("mta_sts.mode", c.MTASTS.Mode, MTASTSEnforce, MTASTSTesting, MTASTSNone)
+	// RFC 8461 3.2: max_age is whole seconds up to 31557600 (about a year). Less than
+	// a day makes senders fetch the policy over and over for no gain.
+	if a := time.Duration(c.MTASTS.MaxAge); a < 24*time.Hour || a > 31557600*time.Second {
+		bad("mta_sts.max_age", "%q is outside 24h to 8766h (RFC 8461 allows at most a year; a day is a sensible minimum)", c.MTASTS.MaxAge)
+	} else if a%time.Second != 0 {
+		bad("mta_sts.max_age", "%q is not a whole number of seconds", c.MTASTS.MaxAge)
 	}
 
 	positive("store.group_commit_max", c.Store.GroupCommitMax)
