@@ -314,7 +314,7 @@ func Default() *Config {
 			SmarthostTLS: SmarthostSTARTTLS,
 		},
 		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(7 * 24 * time.Hour)},
-		Store: Store{GroupCommitMax: 256},
+		Store:  Store{GroupCommitMax: 256},
 	}
 }
 
