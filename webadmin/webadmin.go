@@ -1,6 +1,6 @@
-// Package webadmin serves coibox's HTTP endpoints. For now that is /metrics for
-// Prometheus and /healthz for load balancers and service managers; the admin UI,
-// autoconfig, MTA-STS policy and /new come later.
+// Package webadmin serves coibox's HTTP endpoints: /metrics for Prometheus, /healthz for
+// load balancers and service managers, and the MTA-STS policy on mta-sts.<domain>; the
+// admin UI, autoconfig and /new come later.
 package webadmin
 
 import (
@@ -17,6 +17,8 @@ type Options struct {
 	// Health reports whether the server can do its job (e.g. the store answers);
 	// nil means always healthy.
 	Health func(ctx context.Context) error
+	// MTASTS, if set, serves the MTA-STS policy (see mtasts.go).
+	MTASTS *MTASTS
 	Logger *slog.Logger
 }
 
@@ -33,6 +35,9 @@ func New(opts Options) http.Handler {
 	mux := http.NewServeMux()
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.MTASTS != nil {
+		mux.Handle("GET "+STSPolicyPath, opts.MTASTS.handler(log))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
