@@ -9,7 +9,6 @@ import (
 	"net/mail"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,20 +26,7 @@ import (
 var coiboxBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "coibox-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	coiboxBin = filepath.Join(dir, "coibox")
-	if err := testutil.Build(coiboxBin, "github.com/coibox/coibox/cmd/coibox"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.MainWithBinary(m, "github.com/coibox/coibox/cmd/coibox", &coiboxBin))
 }
 
 // domain is the mail domain every test server serves.
