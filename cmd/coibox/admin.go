@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/config"
-	"github.com/coibox/coibox/dkim"
 	"github.com/coibox/coibox/store"
 )
 
@@ -176,7 +175,7 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 	chatmail := fs.Bool("chatmail", false, "apply chatmail rules to the domain (domain add)")
 	force := fs.Bool("force", false, "delete the domain's accounts too (domain del)")
 	verb, pos, err := subcommand(fs, args, map[string][2]int{
-		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0}, "records": {1, 1},
+		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0},
 	})
 	if err != nil {
 		return err
@@ -198,14 +197,8 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 			if d.Chatmail {
 				kind = "chatmail domain"
 			}
-			fmt.Fprintf(e.stdout, "added %s %s\n", kind, d.Name)
-			return printDKIMRecords(e.stdout, cfg, d.Name)
-		case "records":
-			name := store.Normalize(pos[0])
-			if _, err := s.Domain(ctx, name); err != nil {
-				return explain(err, name)
-			}
-			return printDKIMRecords(e.stdout, cfg, name)
+			fmt.Fprintf(e.stdout, "added %s %s\n\n", kind, d.Name)
+			return printDNSRecords(e.stdout, cfg, d.Name)
 		case "del", "delete":
 			name := store.Normalize(pos[0])
 			if err := s.DeleteDomain(ctx, name, *force); err != nil {
@@ -297,24 +290,6 @@ func cmdAlias(ctx context.Context, e *env, configPath string, args []string) err
 		}
 		return nil
 	})
-}
-
-// printDKIMRecords makes sure domain has DKIM keys (the queue signs outgoing mail
-// with them) and prints the DNS records that publish them.
-func printDKIMRecords(w io.Writer, cfg *config.Config, domain string) error {
-	keys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Ensure(domain)
-	if err != nil {
-		return err
-	}
-	recs, err := dkim.Records(domain, keys)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "Publish these DNS records so that other servers can check the DKIM signatures of mail from %s:\n", domain)
-	for _, r := range recs {
-		fmt.Fprintln(w, r.ZoneLine())
-	}
-	return nil
 }
 
 // explain turns the store's sentinel errors into messages that say what to do.

@@ -107,8 +107,15 @@ func TestAdminCommands(t *testing.T) {
 	runSteps(t, "", []step{
 		{name: "domain add", args: []string{"domain", "add", "Example.ORG", "--config", cfg}, wantStdout: []string{"added domain example.org",
 			`re:\._domainkey\.example\.org\. 3600 IN TXT "v=DKIM1; k=ed25519; p=`, `re:\._domainkey\.example\.org\. 3600 IN TXT "v=DKIM1; k=rsa; p=`}},
-		{name: "domain records", args: []string{"domain", "records", "example.org", c}, wantStdout: []string{`._domainkey.example.org. 3600 IN TXT "v=DKIM1; k=ed25519; p=`}},
-		{name: "domain records, unknown domain", args: []string{"domain", "records", "nope.example", c}, wantCode: 1, wantStderr: []string{"nope.example does not exist"}},
+		{name: "dns", args: []string{"dns", "example.org", c}, wantStdout: []string{
+			"example.org. 3600 IN MX 10 localhost.",
+			`example.org. 3600 IN TXT "v=spf1 mx -all"`,
+			`_dmarc.example.org. 3600 IN TXT "v=DMARC1; p=reject; adkim=s; aspf=s"`,
+			`._domainkey.example.org. 3600 IN TXT "v=DKIM1; k=ed25519; p=`,
+			`re:_mta-sts\.example\.org\. 3600 IN TXT "v=STSv1; id=[0-9a-f]{20}"`,
+			"mta-sts.example.org. 3600 IN CNAME localhost.",
+		}},
+		{name: "dns, unknown domain", args: []string{"dns", "nope.example", c}, wantCode: 1, wantStderr: []string{"nope.example does not exist"}},
 		{name: "domain add again", args: []string{"--config", cfg, "domain", "add", "example.org"}, wantCode: 1, wantStderr: []string{"example.org already exists"}},
 		{name: "domain add chatmail", args: []string{"domain", "add", "--chatmail", "chat.example", c}, wantStdout: []string{"added chatmail domain chat.example"}},
 		{name: "account add, password from stdin", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw one\n", wantStdout: []string{"added account alice@example.org"}, notStdout: []string{"password:"}},

@@ -35,8 +35,8 @@ Commands:
   domain del [--force] DOMAIN        stop serving a domain; --force also deletes its
                                      accounts and their mail
   domain list                        list domains
-  domain records DOMAIN              print the DKIM DNS records to publish (domain add
-                                     prints them too)
+  dns DOMAIN                         print the DNS records DOMAIN needs (MX, SPF, DMARC,
+                                     DKIM, MTA-STS); domain add prints them too
   alias add ADDRESS DESTINATION      deliver mail for ADDRESS to DESTINATION as well;
                                      ADDRESS "@domain" is the domain's catch-all
   alias del ADDRESS [DESTINATION]    remove one destination, or the whole alias
@@ -128,6 +128,8 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 		return cmdDomain(ctx, e, *configPath, args)
 	case "alias", "aliases":
 		return cmdAlias(ctx, e, *configPath, args)
+	case "dns":
+		return cmdDNS(ctx, e, *configPath, args)
 	case "backup":
 		return cmdBackup(ctx, e, *configPath, args)
 	case "verify":

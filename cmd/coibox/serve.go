@@ -228,6 +228,16 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			_, err := s.Domains(ctx)
 			return err
 		},
+		MTASTS: &webadmin.MTASTS{
+			Policy: stsPolicy(cfg),
+			Serves: func(ctx context.Context, domain string) (bool, error) {
+				_, err := s.Domain(ctx, domain)
+				if errors.Is(err, store.ErrNotFound) {
+					return false, nil
+				}
+				return err == nil, err
+			},
+		},
 		Logger: log.With("pkg", "webadmin"),
 	})
 	for _, name := range []string{"http", "https"} {

@@ -155,6 +155,31 @@ func TestServe(t *testing.T) {
 		{name: "account list while serving", args: []string{"account", "list", c}, wantStdout: []string{"alice@example.org"}},
 	})
 
+	t.Run("MTA-STS policy", func(t *testing.T) {
+		for _, tt := range []struct {
+			host     string
+			wantCode int
+		}{{"mta-sts.example.org", 200}, {"mta-sts.unknown.example", 404}, {"example.org", 404}} {
+			req, err := http.NewRequest("GET", "http://"+l.HTTP+"/.well-known/mta-sts.txt", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantCode {
+				t.Errorf("%s: status %d, want %d", tt.host, resp.StatusCode, tt.wantCode)
+			}
+			if tt.wantCode == 200 && !strings.Contains(string(body), "mode: enforce\nmx: localhost\n") {
+				t.Errorf("%s: policy %q", tt.host, body)
+			}
+		}
+	})
+
 	// The account added by another process logs in at once, over every listener.
 	tlsc := &tls.Config{InsecureSkipVerify: true} // the test server's self-signed certificate
 	t.Run("submission STARTTLS and AUTH", func(t *testing.T) {
