@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -148,12 +149,28 @@ func dayOf(t time.Time) int64 {
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
 }
 
+// renderer is a reusable in-memory wire.Writer: Summarize runs once per delivered
+// message, and a fresh writer per item made most of its garbage.
+type renderer struct {
+	buf bytes.Buffer
+	w   *wire.Writer
+}
+
+var renderers = sync.Pool{New: func() any {
+	r := &renderer{}
+	r.w = wire.NewWriterSize(&r.buf, 1024)
+	return r
+}}
+
 // renderBoth renders one FETCH item in IMAP4rev1 and in UTF-8 mode and returns the
 // value bytes; the second is nil when both are the same.
 func renderBoth(write func(*wire.Writer), name string) (rev1, utf8 []byte) {
+	r := renderers.Get().(*renderer)
+	defer renderers.Put(r)
 	render := func(u bool) []byte {
-		var buf bytes.Buffer
-		w := wire.NewWriter(&buf)
+		buf, w := &r.buf, r.w
+		buf.Reset()
+		w.Reset(buf)
 		w.UTF8 = u
 		w.FetchStart(1)
 		write(w)

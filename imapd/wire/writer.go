@@ -29,6 +29,12 @@ func NewWriter(w io.Writer) *Writer {
 	return &Writer{bw: bufio.NewWriterSize(w, 32<<10)}
 }
 
+// NewWriterSize is NewWriter with a buffer of size bytes, for short-lived writers
+// that render into memory and should not cost a 32 KiB buffer each.
+func NewWriterSize(w io.Writer, size int) *Writer {
+	return &Writer{bw: bufio.NewWriterSize(w, size)}
+}
+
 // Reset makes the Writer write to dst (after STARTTLS or COMPRESS); flush
 // first, buffered bytes are dropped.
 func (w *Writer) Reset(dst io.Writer) { w.bw.Reset(dst) }
