@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -25,51 +25,29 @@ import (
 	"github.com/miekg/dns"
 )
 
-// dnsTTL is the TTL of every record `coibox dns` prints: an hour lets a mistake be
+// zoneTTL is the TTL of the records the DNS plan prints: an hour lets a mistake be
 // corrected the same day, and none of these records is looked up often enough for a
 // longer one to matter.
-const dnsTTL = 3600
+const zoneTTL = 3600
 
-func cmdDNS(ctx context.Context, e *env, configPath string, args []string) error {
-	fs := newFlagSet("dns")
+// cmdDNSCheck is `coibox dns check DOMAIN`: it looks up every record newDNSPlan lists
+// through the configured resolver and reports each as OK, MISSING or WRONG. It fails
+// when a required record is missing or wrong.
+func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) error {
+	fs := newFlagSet("dns check")
 	fs.StringVar(&configPath, "config", configPath, "config file")
-	pos, err := parseArgs(fs, args, 1, 2)
+	pos, err := parseArgs(fs, args, 1, 1)
 	if err != nil {
 		return err
-	}
-	check := false
-	if len(pos) == 2 {
-		if pos[0] != "check" {
-			return usagef("dns: unexpected argument %q", pos[1])
-		}
-		check, pos = true, pos[1:]
 	}
 	domain := strings.TrimSuffix(store.Normalize(pos[0]), ".")
 	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
 		if _, err := s.Domain(ctx, domain); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("domain %s is not served here; add it first with: coibox domain add %s", domain, domain)
-			}
-			return err
-		}
-		ks := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir))
-		if !check {
-			// As `domain records` does: a domain added before keys were made gets
-			// them now, since the records are useless without.
-			keys, err := ks.Ensure(domain)
-			if err != nil {
-				return err
-			}
-			plan, err := newDNSPlan(cfg, domain, keys)
-			if err != nil {
-				return err
-			}
-			plan.print(e.stdout)
-			return nil
+			return explain(err, domain)
 		}
 		// A check changes nothing, not even the key directory.
-		keys, err := ks.Load(domain)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		keys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Load(domain)
+		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return err
 		}
 		plan, err := newDNSPlan(cfg, domain, keys)
@@ -85,24 +63,20 @@ func cmdDNS(ctx context.Context, e *env, configPath string, args []string) error
 	})
 }
 
-// stsPolicy is the MTA-STS policy the server publishes, from the config: the one MX
-// host is this server.
-func stsPolicy(cfg *config.Config) webadmin.STSPolicy {
-	return webadmin.STSPolicy{Mode: cfg.MTASTS.Mode, MX: []string{cfg.Hostname}, MaxAge: time.Duration(cfg.MTASTS.MaxAge)}
-}
-
-// mtastsServing serves stsPolicy on mta-sts.<domain> for the store's domains.
-func mtastsServing(cfg *config.Config, s *store.Store) *webadmin.MTASTS {
-	return &webadmin.MTASTS{
-		Policy: stsPolicy(cfg),
-		Serves: func(ctx context.Context, domain string) (bool, error) {
-			_, err := s.Domain(ctx, domain)
-			if errors.Is(err, store.ErrNotFound) {
-				return false, nil
-			}
-			return err == nil, err
-		},
+// printDNSPlan prints every record domain needs as a zone-file fragment, creating the
+// domain's DKIM keys if it has none yet (the records are useless without them, and the
+// queue signs with them).
+func printDNSPlan(w io.Writer, cfg *config.Config, domain string) error {
+	keys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Ensure(domain)
+	if err != nil {
+		return err
 	}
+	plan, err := newDNSPlan(cfg, domain, keys)
+	if err != nil {
+		return err
+	}
+	plan.print(w)
+	return nil
 }
 
 // need says how much a record matters: only required ones make `dns check` fail.
@@ -191,7 +165,7 @@ func fqdn(name string) string { return strings.TrimSuffix(name, ".") + "." }
 
 // zoneLine renders a record as a zone-file line.
 func zoneLine(name, typ, value string) string {
-	return fmt.Sprintf("%s %d IN %s %s", fqdn(name), dnsTTL, typ, value)
+	return fmt.Sprintf("%s %d IN %s %s", fqdn(name), zoneTTL, typ, value)
 }
 
 // quoteTXT renders a TXT value as zone-file strings of at most 255 bytes each.
@@ -319,7 +293,7 @@ func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys) (*dnsP
 	}
 
 	// MTA-STS.
-	pol := stsPolicy(cfg)
+	pol := webadmin.STSPolicy{Mode: cfg.MTASTS.Mode, MX: []string{h}, MaxAge: time.Duration(cfg.MTASTS.MaxAge)}
 	stsName := "_mta-sts." + d
 	p.items = append(p.items, dnsItem{title: "MTA-STS TXT " + stsName, need: required,
 		comment: []string{
