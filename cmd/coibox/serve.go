@@ -128,6 +128,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		MaxRetry:     time.Duration(cfg.Queue.MaxRetry),
 		Smarthost:    smarthost(cfg),
 		LocalDeliver: localDSN(s, pipeline, cfg.Hostname),
+		Dialer:       outboundDialer(cfg),
 		Logger:       log.With("pkg", "queue"),
 	})
 	queueRef.Store(q)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
@@ -127,4 +128,17 @@ func smarthost(cfg *config.Config) *queue.Smarthost {
 		Password: cfg.Queue.SmarthostPassword,
 		TLS:      cfg.Queue.SmarthostTLS,
 	}
+}
+
+// outboundDialTimeout bounds connecting to a remote MX, as the queue's own default does.
+const outboundDialTimeout = 30 * time.Second
+
+// outboundDialer makes the queue's connections leave from queue.source_ip; nil (the
+// queue's default dialer) lets the system choose the address.
+func outboundDialer(cfg *config.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if cfg.Queue.SourceIP == "" {
+		return nil
+	}
+	d := &net.Dialer{Timeout: outboundDialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(cfg.Queue.SourceIP)}}
+	return d.DialContext
 }

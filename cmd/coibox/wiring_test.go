@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dnsx"
 )
@@ -70,5 +72,26 @@ func TestAuthCheckSkips(t *testing.T) {
 				t.Errorf("forged Authentication-Results kept:\n%s", m.Body)
 			}
 		})
+	}
+}
+
+func TestOutboundDialer(t *testing.T) {
+	cfg := config.Local()
+	if outboundDialer(cfg) != nil {
+		t.Error("a dialer without queue.source_ip")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg.Queue.SourceIP = "127.0.0.2"
+	conn, err := outboundDialer(cfg)(t.Context(), "tcp", l.Addr().String())
+	if err != nil {
+		t.Skipf("cannot bind 127.0.0.2 here: %v", err)
+	}
+	defer conn.Close()
+	if got := conn.LocalAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" {
+		t.Errorf("connection from %s, want 127.0.0.2", got)
 	}
 }
