@@ -30,7 +30,8 @@ import (
 // longer one to matter.
 const zoneTTL = 3600
 
-// cmdDNSCheck is `coibox dns check DOMAIN`: it looks up every record newDNSPlan lists
+// cmdDNSCheck is `coibox dns check DOMAIN` (cmdDNS passes the arguments after
+// "check"): it looks up every record newDNSPlan lists
 // through the configured resolver and reports each as OK, MISSING or WRONG. It fails
 // when a required record is missing or wrong.
 func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) error {
@@ -293,7 +294,7 @@ func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys) (*dnsP
 	}
 
 	// MTA-STS.
-	pol := webadmin.STSPolicy{Mode: cfg.MTASTS.Mode, MX: []string{h}, MaxAge: time.Duration(cfg.MTASTS.MaxAge)}
+	pol := stsPolicy(cfg)
 	stsName := "_mta-sts." + d
 	p.items = append(p.items, dnsItem{title: "MTA-STS TXT " + stsName, need: required,
 		comment: []string{

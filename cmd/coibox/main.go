@@ -35,12 +35,20 @@ Commands:
   domain del [--force] DOMAIN        stop serving a domain; --force also deletes its
                                      accounts and their mail
   domain list                        list domains
-  dns DOMAIN                         print the DNS records DOMAIN needs (MX, SPF, DMARC,
-                                     DKIM, MTA-STS); domain add prints them too
+  dns DOMAIN                         print the DNS records DOMAIN needs (MX, SPF, DKIM,
+                                     DMARC, MTA-STS, TLS-RPT, SRV, ...); domain add
+                                     prints them too
+  dns check DOMAIN                   look those records up and report each as OK,
+                                     MISSING or WRONG; fails if a required one is
   alias add ADDRESS DESTINATION      deliver mail for ADDRESS to DESTINATION as well;
                                      ADDRESS "@domain" is the domain's catch-all
   alias del ADDRESS [DESTINATION]    remove one destination, or the whole alias
   alias list                         list aliases
+  queue list                         list queued outgoing mail, a line per recipient
+  queue show ID                      show a queued message with its last errors
+  queue retry ID                     make its pending recipients due now
+  queue drop ID                      delete it without delivering it or telling its
+                                     sender
   backup DIR                         copy the database, tls/ and dkim/ into DIR while
                                      the server runs
   verify                             check the store's consistency
@@ -130,6 +138,8 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 		return cmdAlias(ctx, e, *configPath, args)
 	case "dns":
 		return cmdDNS(ctx, e, *configPath, args)
+	case "queue":
+		return cmdQueue(ctx, e, *configPath, args)
 	case "backup":
 		return cmdBackup(ctx, e, *configPath, args)
 	case "verify":

@@ -68,7 +68,7 @@ func TestREADMECommands(t *testing.T) {
 	for _, cmd := range []string{
 		"go run ./cmd/coibox serve", "account add", "account passwd", "account del",
 		"account list", "domain add --chatmail", "domain del --force", "alias add @example.org",
-		"alias del", "backup ", "verify", "version", "dns example.org",
+		"alias del", "backup ", "verify", "version", "dns example.org", "dns check", "queue list", "queue show", "queue retry", "queue drop",
 	} {
 		if !strings.Contains(string(readme), cmd) {
 			t.Errorf("README.md does not mention %q", cmd)
