@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -31,12 +32,14 @@ const (
 // authCheck is the delivery pipeline's SPF, DKIM and DMARC check for mail from other
 // servers: it drops forged Authentication-Results fields, adds ours, and files,
 // refuses or defers the message as mailauth decides. Submitted mail and mail from
-// this machine (loopback: local tools and tests) are not checked, since SPF and DMARC
-// have nothing to say about a client that is the server itself.
+// this machine's own loopback address (127.0.0.1 or ::1: local tools and tests) are
+// not checked, since SPF and DMARC have nothing to say about a client that is the
+// server itself. The rest of 127.0.0.0/8 is checked: tests and benchmarks run other
+// servers there (127.0.0.2, 127.0.0.3, …) whose mail must be judged like anyone's.
 func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger) deliver.Check {
 	return func(ctx context.Context, m *deliver.Message) (*deliver.Verdict, error) {
 		m.Body = mailauth.StripForged(m.Body, hostname)
-		if m.Kind != deliver.MX || !m.RemoteIP.IsValid() || m.RemoteIP.IsLoopback() {
+		if m.Kind != deliver.MX || !m.RemoteIP.IsValid() || isSelf(m.RemoteIP) {
 			return nil, nil
 		}
 		v, err := mailauth.Check(ctx, r, mailauth.Input{
@@ -59,6 +62,12 @@ func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger) deliver.Chec
 		}
 		return &deliver.Verdict{Header: header}, nil
 	}
+}
+
+// isSelf reports whether ip is the loopback address a local program connects from.
+func isSelf(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip == netip.IPv6Loopback() || ip == netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
 // parseReply turns mailauth's "550 5.7.1 text" into a deliver.Reply. A reply it cannot

@@ -57,6 +57,7 @@ func TestAuthCheckSkips(t *testing.T) {
 		{"submission", deliver.Submission, "192.0.2.1"},
 		{"loopback MX", deliver.MX, "127.0.0.1"},
 		{"IPv6 loopback MX", deliver.MX, "::1"},
+		{"IPv4-mapped loopback MX", deliver.MX, "::ffff:127.0.0.1"},
 		{"no address", deliver.MX, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,5 +94,23 @@ func TestOutboundDialer(t *testing.T) {
 	defer conn.Close()
 	if got := conn.LocalAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" {
 		t.Errorf("connection from %s, want 127.0.0.2", got)
+	}
+}
+
+// TestAuthCheckOtherLoopback checks that a client on another loopback address (a second
+// server in a federation test) is judged like any other: with DNS unreachable, the
+// check defers instead of waving the message through.
+func TestAuthCheckOtherLoopback(t *testing.T) {
+	check := authCheck(dnsx.New("127.0.0.1:1"), "mx.example.org", slog.New(slog.DiscardHandler))
+	m := &deliver.Message{
+		Envelope: deliver.Envelope{Kind: deliver.MX, RemoteIP: netip.MustParseAddr("127.0.0.2"), HELO: "mx.a.example", Sender: "x@a.example"},
+		Body:     []byte("From: <x@a.example>\r\n\r\nhi\r\n"),
+	}
+	v, err := check(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v == nil || v.Reject == nil || !v.Reject.Temporary() {
+		t.Errorf("verdict %+v; want a temporary refusal (DNS unreachable)", v)
 	}
 }
