@@ -26,6 +26,7 @@ type benchmark struct {
 func benchmarks() []benchmark {
 	return []benchmark{
 		{name: "smtp", summary: "SMTP ingest on port 25: messages/s stored, server CPU and memory", run: runSMTP},
+		{name: "imap", summary: "IMAP on a 10,000-message INBOX: FETCH, SEARCH, IDLE latency, memory per connection", run: runIMAP},
 	}
 }
 
