@@ -67,10 +67,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 		return nil
 	}
 	if markSeen {
-		uids := make([]uint32, len(idx))
-		for k, i := range idx {
-			uids[k] = v.uids[i]
-		}
+		uids := v.uidsOf(idx)
 		if _, err := s.srv.st.StoreFlags(ctx, v.id, uids, store.FlagsAdd, []string{store.FlagSeen}, 0); err != nil {
 			return err
 		}
@@ -81,13 +78,14 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 	if memOnly {
 		// FLAGS and UID come from the view: what this client has been told, which is
 		// also what a later update compares against.
+		c := v.msgs.cursor()
 		for _, i := range idx {
 			w.FetchStart(uint32(i + 1))
 			if o.UID {
-				w.FetchUID(imap.UID(v.uids[i]))
+				w.FetchUID(imap.UID(c.uid(i)))
 			}
 			if o.Flags {
-				w.FetchFlags(v.tab.get(v.flags[i]))
+				w.FetchFlags(v.tab.get(c.flags(i)))
 			}
 			w.FetchEnd()
 		}
@@ -100,12 +98,16 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 			return err
 		}
 	}
+	// writeFetch collects the flag sets the client is told; the view takes them
+	// after each chunk, in one pass.
+	defer s.applyFlagPend()
+	c := v.msgs.cursor()
 	uids := make([]uint32, 0, min(len(idx), fetchChunk))
 	for start := 0; start < len(idx); start += fetchChunk {
 		part := idx[start:min(start+fetchChunk, len(idx))]
 		uids = uids[:0]
 		for _, i := range part {
-			uids = append(uids, v.uids[i])
+			uids = append(uids, c.uid(i))
 		}
 		msgs, err := s.srv.st.Messages(ctx, v.id, uids)
 		if err != nil {
@@ -134,6 +136,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 				s.writeFetch(fa, &msgs[k], body)
 			}
 			msgs = msgs[n:]
+			s.applyFlagPend()
 			if err := w.Flush(); err != nil {
 				return errClose
 			}
@@ -147,10 +150,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int) (done bool, err error) {
 	v := s.sel
 	o := &fa.Options
-	uids := make([]uint32, len(idx))
-	for k, i := range idx {
-		uids[k] = v.uids[i]
-	}
+	uids := v.uidsOf(idx)
 	ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, uids)
 	if err != nil {
 		return false, err
@@ -166,6 +166,7 @@ func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int
 		}
 	}
 	w := s.wr()
+	c := v.msgs.cursor()
 	for k, i := range idx {
 		e := &ents[k]
 		if !e.ok {
@@ -173,10 +174,10 @@ func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int
 		}
 		w.FetchStart(uint32(i + 1))
 		if o.UID {
-			w.FetchUID(imap.UID(v.uids[i]))
+			w.FetchUID(imap.UID(uids[k]))
 		}
 		if o.Flags {
-			w.FetchFlags(v.tab.get(v.flags[i]))
+			w.FetchFlags(v.tab.get(c.flags(i)))
 		}
 		if o.InternalDate {
 			w.FetchInternalDate(time.Unix(e.date, 0))
@@ -273,6 +274,14 @@ func headerSectionsOnly(fa *wire.FetchArgs) bool {
 	return true
 }
 
+// applyFlagPend records in the view the flag sets writeFetch reported.
+func (s *session) applyFlagPend() {
+	if len(s.flagPend) > 0 && s.sel != nil {
+		s.sel.msgs.setFlags(s.flagPend)
+	}
+	s.flagPend = s.flagPend[:0]
+}
+
 // writeFetch writes one FETCH response.
 func (s *session) writeFetch(fa *wire.FetchArgs, m *store.Message, body []byte) {
 	v := s.sel
@@ -288,8 +297,9 @@ func (s *session) writeFetch(fa *wire.FetchArgs, m *store.Message, body []byte) 
 	}
 	if o.Flags {
 		// The client now knows these flags; an update must not repeat them.
-		v.flags[i] = v.tab.intern(m.Flags)
-		w.FetchFlags(v.tab.get(v.flags[i]))
+		id := v.tab.intern(m.Flags)
+		s.flagPend = append(s.flagPend, flagChange{i, id})
+		w.FetchFlags(v.tab.get(id))
 	}
 	if o.InternalDate {
 		w.FetchInternalDate(m.InternalDate)

@@ -102,23 +102,22 @@ func (s *session) cmdSearch(ctx context.Context, cmd *wire.Command) error {
 		case (r.ReturnMin || r.ReturnMax) && !r.ReturnAll && !r.ReturnCount && len(idx) > 0:
 			// RFC 5182 §2.4: SAVE with only MIN/MAX saves just those.
 			if r.ReturnMin {
-				saved = append(saved, v.uids[idx[0]])
+				saved = append(saved, v.msgs.uid(idx[0]))
 			}
 			if r.ReturnMax && (!r.ReturnMin || len(idx) > 1) {
-				saved = append(saved, v.uids[idx[len(idx)-1]])
+				saved = append(saved, v.msgs.uid(idx[len(idx)-1]))
 			}
 		default:
-			for _, i := range idx {
-				saved = append(saved, v.uids[i])
-			}
+			saved = v.uidsOf(idx)
 		}
 		s.saved = saved
 	}
-	nums := make([]uint32, len(idx))
-	for k, i := range idx {
-		if cmd.UID {
-			nums[k] = v.uids[i]
-		} else {
+	var nums []uint32
+	if cmd.UID {
+		nums = v.uidsOf(idx)
+	} else {
+		nums = make([]uint32, len(idx))
+		for k, i := range idx {
 			nums[k] = uint32(i + 1)
 		}
 	}
@@ -156,7 +155,7 @@ func (s *session) cmdSearch(ctx context.Context, cmd *wire.Command) error {
 // MODSEQ among them when the criteria asked about MODSEQ.
 func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs searchNeeds) ([]int, int64, error) {
 	v := s.sel
-	m := &matcher{n: uint32(len(v.uids)), maxUID: v.maxUID(), saved: s.saved}
+	m := &matcher{n: uint32(v.msgs.len()), maxUID: v.maxUID(), saved: s.saved}
 	var out []int
 	var highest int64
 	hit := func(x *candidate) {
@@ -168,8 +167,9 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 		}
 	}
 	if !needs.row {
-		for i, u := range v.uids {
-			hit(&candidate{idx: i, uid: u, flags: v.tab.get(v.flags[i])})
+		c := v.msgs.cursor()
+		for i := range v.msgs.len() {
+			hit(&candidate{idx: i, uid: c.uid(i), flags: v.tab.get(c.flags(i))})
 		}
 		return out, 0, nil
 	}
@@ -193,27 +193,30 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 		hit(x)
 	}
 	if !needs.modseq {
-		ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, v.uids)
+		uids := v.msgs.appendUIDs(nil, 0, v.msgs.len())
+		ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, uids)
 		if err != nil {
 			return nil, 0, err
 		}
 		var x candidate
+		c := v.msgs.cursor()
 		for i := range ents {
 			e := &ents[i]
 			if !e.ok {
 				continue
 			}
-			x = candidate{idx: i, uid: v.uids[i], flags: v.tab.get(v.flags[i]), date: time.Unix(e.date, 0), size: e.size}
+			x = candidate{idx: i, uid: uids[i], flags: v.tab.get(c.flags(i)), date: time.Unix(e.date, 0), size: e.size}
 			consider(&x, e.sum, true)
 		}
 	} else {
 		var x candidate
+		c := v.msgs.cursor()
 		err := s.srv.st.ScanMessages(ctx, v.id, nil, func(row *store.Message) error {
 			i, ok := v.index(row.UID)
 			if !ok {
 				return nil
 			}
-			x = candidate{idx: i, uid: row.UID, flags: v.tab.get(v.flags[i]), date: row.InternalDate, size: row.Size, modseq: row.ModSeq}
+			x = candidate{idx: i, uid: row.UID, flags: v.tab.get(c.flags(i)), date: row.InternalDate, size: row.Size, modseq: row.ModSeq}
 			consider(&x, row.Summary, false)
 			return nil
 		})

@@ -56,8 +56,9 @@ type session struct {
 	condstore bool
 	qresync   bool
 
-	sel   *selected
-	saved []uint32 // SEARCHRES: UIDs saved by SEARCH RETURN (SAVE)
+	sel      *selected
+	saved    []uint32     // SEARCHRES: UIDs saved by SEARCH RETURN (SAVE)
+	flagPend []flagChange // flag sets FETCH reported, for the view (applyFlagPend)
 
 	stopping atomic.Bool
 }

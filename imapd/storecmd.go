@@ -48,10 +48,7 @@ func (s *session) cmdStore(ctx context.Context, cmd *wire.Command) error {
 	case imap.StoreFlagsDel:
 		op = store.FlagsRemove
 	}
-	uids := make([]uint32, len(idx))
-	for k, i := range idx {
-		uids[k] = v.uids[i]
-	}
+	uids := v.uidsOf(idx)
 	var up *store.FlagUpdate
 	switch {
 	case len(uids) == 0:
@@ -77,15 +74,18 @@ func (s *session) cmdStore(ctx context.Context, cmd *wire.Command) error {
 		res = append(res, result{m, false})
 	}
 	sort.Slice(res, func(i, j int) bool { return res[i].meta.UID < res[j].meta.UID })
+	set := make([]flagChange, 0, len(res))
 	for k := range res {
 		if i, ok := v.index(res[k].meta.UID); ok {
-			v.flags[i] = v.tab.intern(res[k].meta.Flags)
+			set = append(set, flagChange{i, v.tab.intern(res[k].meta.Flags)})
 		}
 	}
+	v.msgs.setFlags(set)
 	w := s.wr()
 	if v.tab.newKw {
 		s.writeFlags(v)
 	}
+	c := v.msgs.cursor()
 	for _, r := range res {
 		i, ok := v.index(r.meta.UID)
 		if !ok {
@@ -101,7 +101,7 @@ func (s *session) cmdStore(ctx context.Context, cmd *wire.Command) error {
 			w.FetchUID(imap.UID(r.meta.UID))
 		}
 		if !sa.Flags.Silent {
-			w.FetchFlags(v.tab.get(v.flags[i]))
+			w.FetchFlags(v.tab.get(c.flags(i)))
 		}
 		if s.condstore {
 			w.FetchModSeq(uint64(r.meta.ModSeq))
@@ -154,10 +154,7 @@ func (s *session) cmdCopy(ctx context.Context, cmd *wire.Command) error {
 	if len(idx) == 0 {
 		return nil
 	}
-	uids := make([]uint32, len(idx))
-	for k, i := range idx {
-		uids[k] = v.uids[i]
-	}
+	uids := v.uidsOf(idx)
 	var res *store.CopyResult
 	if move {
 		res, err = s.srv.st.Move(ctx, v.id, uids, dst.ID)

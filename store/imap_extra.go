@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -131,4 +132,45 @@ func (s *Store) ScanBodies(ctx context.Context, mailboxID int64, uids []uint32, 
 		}
 	}
 	return nil
+}
+
+// ScanSnapshot reads a mailbox and calls fn for each of its messages, ascending by
+// UID, in one read transaction, so the mailbox's HIGHESTMODSEQ and UIDNEXT match the
+// rows. flags is the stored space-separated flag list and is only valid during the
+// call: a session builds its view of a large mailbox without a slice of rows or of
+// flags per message. fn must not block on I/O, because the scan holds one of the
+// store's read connections.
+func (s *Store) ScanSnapshot(ctx context.Context, mailboxID int64, fn func(uid uint32, modseq int64, flags []byte) error) (*Mailbox, error) {
+	var mb *Mailbox
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		mb, err = scanMailbox(tx.QueryRowContext(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE id = ?", mailboxID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var uid uint32
+		var modseq int64
+		var flags sql.RawBytes
+		for rows.Next() {
+			if err := rows.Scan(&uid, &modseq, &flags); err != nil {
+				return err
+			}
+			if err := fn(uid, modseq, flags); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read mailbox: %w", err)
+	}
+	return mb, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -74,5 +75,51 @@ func TestIMAPExtra(t *testing.T) {
 	err = s.ScanMessages(ctx, mb.ID, []uint32{2}, func(m *Message) error { seen = append(seen, m.UID); return nil })
 	if err != nil || len(seen) != 1 || seen[0] != 2 {
 		t.Errorf("ScanMessages [2] = %v, %v", seen, err)
+	}
+}
+
+func TestScanSnapshot(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	acc := setup(t, s, "alice@example.org")[0]
+	mb, err := s.Mailbox(ctx, acc.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := [][]string{nil, {`\Seen`}, {`\Seen`, `\Flagged`, "$label"}}
+	for _, f := range flags {
+		if _, _, err := s.Append(ctx, mb.ID, []byte("Subject: x\r\n\r\nbody"), f, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, metas, err := s.Snapshot(ctx, mb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []MsgMeta
+	mb2, err := s.ScanSnapshot(ctx, mb.ID, func(uid uint32, modseq int64, f []byte) error {
+		got = append(got, MsgMeta{UID: uid, ModSeq: modseq, Flags: splitFlags(string(f))})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb2.HighestModSeq != want.HighestModSeq || mb2.UIDNext != want.UIDNext || mb2.ID != mb.ID {
+		t.Errorf("mailbox = %+v, want %+v", mb2, want)
+	}
+	if len(got) != len(metas) {
+		t.Fatalf("got %d rows, want %d", len(got), len(metas))
+	}
+	for i := range got {
+		if got[i].UID != metas[i].UID || got[i].ModSeq != metas[i].ModSeq || !slices.Equal(got[i].Flags, metas[i].Flags) {
+			t.Errorf("row %d = %+v, want %+v", i, got[i], metas[i])
+		}
+	}
+	if _, err := s.ScanSnapshot(ctx, 999999, func(uint32, int64, []byte) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ScanSnapshot of a missing mailbox = %v, want ErrNotFound", err)
+	}
+	stop := errors.New("stop")
+	if _, err := s.ScanSnapshot(ctx, mb.ID, func(uint32, int64, []byte) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("ScanSnapshot with fn error = %v", err)
 	}
 }
