@@ -159,22 +159,13 @@ func scanIDs(rows *sql.Rows) ([]int64, error) {
 
 // Domains lists the served domains by name.
 func (s *Store) Domains(ctx context.Context) ([]Domain, error) {
-	rows, err := s.readRows(ctx, "SELECT id, name, chatmail, created FROM domains ORDER BY name")
-	if err != nil {
-		return nil, fmt.Errorf("list domains: %w", err)
-	}
-	defer rows.Close()
-	var out []Domain
-	for rows.Next() {
+	return collect(ctx, s, "list domains", "SELECT id, name, chatmail, created FROM domains ORDER BY name", func(r rowScanner) (Domain, error) {
 		var d Domain
 		var created int64
-		if err := rows.Scan(&d.ID, &d.Name, &d.Chatmail, &created); err != nil {
-			return nil, fmt.Errorf("list domains: %w", err)
-		}
+		err := r.Scan(&d.ID, &d.Name, &d.Chatmail, &created)
 		d.Created = time.Unix(created, 0)
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		return d, err
+	})
 }
 
 // Domain looks a served domain up by name.
@@ -303,14 +294,7 @@ func (s *Store) SetPassword(ctx context.Context, address, password string) error
 		return fmt.Errorf("set password for %s: %w", address, err)
 	}
 	err = s.write(ctx, func(t *Tx) error {
-		res, err := t.exec("UPDATE accounts SET password_hash = ? WHERE address = ?", hash, address)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return t.execOne("UPDATE accounts SET password_hash = ? WHERE address = ?", hash, address)
 	})
 	if err != nil {
 		return fmt.Errorf("set password for %s: %w", address, err)
@@ -320,7 +304,7 @@ func (s *Store) SetPassword(ctx context.Context, address, password string) error
 
 const accountCols = "id, address, domain_id, quota_bytes, quota_msgs, used_bytes, used_msgs, enforce_e2ee_incoming, coi_filing, last_login_day, created"
 
-func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
+func scanAccount(row rowScanner) (*Account, error) {
 	var a Account
 	var day, created int64
 	if err := row.Scan(&a.ID, &a.Address, &a.DomainID, &a.Quota, &a.QuotaMsgs, &a.UsedBytes, &a.UsedMsgs, &a.EnforceE2EEIncoming, &a.COIFiling, &day, &created); err != nil {
@@ -335,20 +319,7 @@ func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
 
 // Accounts lists every account by address.
 func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := s.readRows(ctx, "SELECT "+accountCols+" FROM accounts ORDER BY address")
-	if err != nil {
-		return nil, fmt.Errorf("list accounts: %w", err)
-	}
-	defer rows.Close()
-	var out []Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list accounts: %w", err)
-		}
-		out = append(out, *a)
-	}
-	return out, rows.Err()
+	return collect(ctx, s, "list accounts", "SELECT "+accountCols+" FROM accounts ORDER BY address", deref(scanAccount))
 }
 
 // Account looks an account up by address.
@@ -454,14 +425,7 @@ func (s *Store) AddAlias(ctx context.Context, address, destination string) error
 func (s *Store) DeleteAlias(ctx context.Context, address, destination string) error {
 	address, destination = Normalize(address), Normalize(destination)
 	err := s.write(ctx, func(t *Tx) error {
-		res, err := t.exec("DELETE FROM aliases WHERE address = ? AND (? = '' OR destination = ?)", address, destination, destination)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return t.execOne("DELETE FROM aliases WHERE address = ? AND (? = '' OR destination = ?)", address, destination, destination)
 	})
 	if err != nil {
 		return fmt.Errorf("delete alias %s: %w", address, err)
@@ -471,20 +435,10 @@ func (s *Store) DeleteAlias(ctx context.Context, address, destination string) er
 
 // Aliases lists every alias row.
 func (s *Store) Aliases(ctx context.Context) ([]Alias, error) {
-	rows, err := s.readRows(ctx, "SELECT address, destination FROM aliases ORDER BY address, destination")
-	if err != nil {
-		return nil, fmt.Errorf("list aliases: %w", err)
-	}
-	defer rows.Close()
-	var out []Alias
-	for rows.Next() {
+	return collect(ctx, s, "list aliases", "SELECT address, destination FROM aliases ORDER BY address, destination", func(r rowScanner) (Alias, error) {
 		var a Alias
-		if err := rows.Scan(&a.Address, &a.Destination); err != nil {
-			return nil, fmt.Errorf("list aliases: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, r.Scan(&a.Address, &a.Destination)
+	})
 }
 
 // Resolution is where mail for one address goes.
@@ -622,14 +576,7 @@ func (s *Store) MaySendAs(ctx context.Context, accountID int64, address string) 
 func (s *Store) SetQuota(ctx context.Context, address string, bytes, msgs int64) error {
 	address = Normalize(address)
 	err := s.write(ctx, func(t *Tx) error {
-		res, err := t.exec("UPDATE accounts SET quota_bytes = ?, quota_msgs = ? WHERE address = ?", bytes, msgs, address)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return t.execOne("UPDATE accounts SET quota_bytes = ?, quota_msgs = ? WHERE address = ?", bytes, msgs, address)
 	})
 	if err != nil {
 		return fmt.Errorf("set quota for %s: %w", address, err)

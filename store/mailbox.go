@@ -64,7 +64,7 @@ func validName(name string) error {
 
 const mailboxCols = "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq, msg_count, msg_unseen, msg_deleted, msg_size"
 
-func scanMailbox(row interface{ Scan(...any) error }) (*Mailbox, error) {
+func scanMailbox(row rowScanner) (*Mailbox, error) {
 	var m Mailbox
 	err := row.Scan(&m.ID, &m.AccountID, &m.Name, &m.SpecialUse, &m.Subscribed, &m.UIDValidity, &m.UIDNext, &m.HighestModSeq, &m.Messages, &m.Unseen, &m.Deleted, &m.Size)
 	if err != nil {
@@ -75,20 +75,7 @@ func scanMailbox(row interface{ Scan(...any) error }) (*Mailbox, error) {
 
 // Mailboxes lists an account's mailboxes by name.
 func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, error) {
-	rows, err := s.readRows(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? ORDER BY name", accountID)
-	if err != nil {
-		return nil, fmt.Errorf("list mailboxes: %w", err)
-	}
-	defer rows.Close()
-	var out []Mailbox
-	for rows.Next() {
-		m, err := scanMailbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list mailboxes: %w", err)
-		}
-		out = append(out, *m)
-	}
-	return out, rows.Err()
+	return collect(ctx, s, "list mailboxes", "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? ORDER BY name", deref(scanMailbox), accountID)
 }
 
 // Mailbox looks a mailbox up by name.
@@ -294,14 +281,7 @@ func (s *Store) RenameMailbox(ctx context.Context, accountID int64, from, to str
 func (s *Store) SetSubscribed(ctx context.Context, accountID int64, name string, on bool) error {
 	name = CanonicalName(name)
 	err := s.write(ctx, func(t *Tx) error {
-		res, err := t.exec("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?", on, accountID, name)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return t.execOne("UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?", on, accountID, name)
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %q: %w", name, err)

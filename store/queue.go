@@ -200,14 +200,7 @@ func (s *Store) DropQueue(ctx context.Context, id int64) error {
 // RetryQueue makes a queued message's pending recipients due now.
 func (s *Store) RetryQueue(ctx context.Context, id int64) error {
 	err := s.write(ctx, func(t *Tx) error {
-		res, err := t.exec("UPDATE queue_rcpts SET next_attempt = ? WHERE queue_id = ? AND state = 'pending'", s.now().Unix(), id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return t.execOne("UPDATE queue_rcpts SET next_attempt = ? WHERE queue_id = ? AND state = 'pending'", s.now().Unix(), id)
 	})
 	if err != nil {
 		return fmt.Errorf("retry queue entry %d: %w", id, err)

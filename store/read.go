@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -59,6 +60,55 @@ func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows,
 		return s.rdb.QueryContext(ctx, q, args...)
 	}
 	return st.QueryContext(ctx, args...)
+}
+
+// rowScanner is what *sql.Row and *sql.Rows have in common.
+type rowScanner interface{ Scan(...any) error }
+
+// collect runs a list query on the read pool and scans every row; what names the
+// operation in errors ("list accounts: …").
+func collect[T any](ctx context.Context, s *Store, what, q string, scan func(rowScanner) (T, error), args ...any) ([]T, error) {
+	rows, err := s.readRows(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
+// deref adapts a scanner returning a pointer to collect.
+func deref[T any](scan func(rowScanner) (*T, error)) func(rowScanner) (T, error) {
+	return func(r rowScanner) (T, error) {
+		p, err := scan(r)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return *p, nil
+	}
+}
+
+// execOne runs a write that must touch at least one row; none means ErrNotFound.
+func (t *Tx) execOne(q string, args ...any) error {
+	res, err := t.exec(q, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
 }
 
 func (r *readStmts) close() {
