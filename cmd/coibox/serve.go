@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,7 +51,6 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		cfg.LogFormat = *logFormat
 	}
 	log := newLogger(e.stderr, cfg)
-	tuneGC()
 
 	// Bind every socket before anything else: the kernel queues connections from here
 	// on, so clients and service managers see the ports open within milliseconds, and
@@ -402,18 +399,4 @@ func domainNames(ctx context.Context, s *store.Store) ([]string, error) {
 		names[i] = d.Name
 	}
 	return names, nil
-}
-
-// tuneGC trades a little memory under load for CPU: the live heap of a mail server is
-// a few MiB, so the default GOGC=100 collects every few MiB allocated, which is every
-// few dozen messages, and profiles showed the collector at a sixth of the CPU per
-// message. GOGC=400 with a soft limit keeps the peak bounded; an explicit GOGC or
-// GOMEMLIMIT in the environment wins.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(256 << 20)
-	}
 }
