@@ -2,19 +2,23 @@
 // accounts, mailboxes, messages with their bodies, METADATA and the outbound queue.
 //
 // Writes go through a single writer goroutine that commits many callers' changes in one
-// transaction (group commit): the database runs in WAL mode with synchronous=FULL, so a
-// commit is one fsync of the WAL, and a write is acknowledged only after that fsync.
-// Concurrent deliveries therefore share fsyncs instead of queueing behind one each.
+// transaction (group commit). A syncer goroutine then fsyncs the WAL while the writer
+// already runs the next batch, and only after that fsync are the callers answered, so
+// a write is acknowledged only once it survives power loss, and concurrent deliveries
+// share fsyncs instead of queueing behind one each (BenchmarkDeliver: 4 KB messages at
+// 1, 16 and 64 writers).
 // Reads use a separate pool of query-only connections, which WAL lets proceed while the
 // writer commits, so IMAP reads never wait on SMTP writes.
 //
 // Bodies live in the database, in their own table, not in files beside it. Measured by
-// BenchmarkBodyPlacement (4 KB messages, 16 writers): blobs in the group-committed
-// transaction need no extra fsync, while a file per message needs its own fsync plus one of
-// its directory before the row may commit, which is the cost group commit exists to
-// remove; a crash can also leave no orphan files. Bodies sit in a separate table so
-// that scanning message rows (FETCH FLAGS, SEARCH on summaries) never reads body pages,
-// and one body row is shared by every copy of a message (multi-recipient delivery, COPY).
+// BenchmarkBodyPlacement (4 KB messages, 16 writers, durable before the reply): 124 µs
+// per message as blobs against 483 µs as files (633 against 1,015 µs in a busier run).
+// A blob rides in the group-committed transaction and its fsync; a file needs an fsync
+// of its own plus one of its directory before its row may commit, which is the cost
+// group commit exists to remove, and a crash between the two leaves orphans. Bodies
+// sit in a separate table so that scanning message rows (FETCH FLAGS, SEARCH on
+// summaries) never reads body pages, and one body row is shared by every copy of a
+// message (multi-recipient delivery, COPY, the queue).
 //
 // After each commit the store pokes the change feed of every account the batch touched.
 // A session that wakes up reads the changes from the database, so it can only ever see
