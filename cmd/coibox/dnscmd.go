@@ -749,7 +749,11 @@ func (p *dnsPlan) print(w io.Writer) {
 			fmt.Fprintf(w, "\n;; %s\n", strings.ToUpper(it.need.String()))
 			last = it.need
 		}
-		fmt.Fprintln(w)
+		if len(it.comment) > 0 {
+			// Records without a comment of their own (the SRV set) stay together
+			// under the one before.
+			fmt.Fprintln(w)
+		}
 		for _, c := range it.comment {
 			fmt.Fprintf(w, "; %s\n", c)
 		}
