@@ -60,9 +60,9 @@ func cmdQueue(ctx context.Context, e *env, configPath string, args []string) err
 				}
 				return err
 			}
-			// The running server's queue sleeps until the retry it had planned, so
-			// that is when it notices; a restart makes it look at once.
-			fmt.Fprintf(e.stdout, "queue entry %d: its pending recipients are due now; the server tries them at its next queue scan\n", id)
+			// This process cannot wake a running server's queue, which sleeps until
+			// its next planned attempt but never longer than ten minutes.
+			fmt.Fprintf(e.stdout, "queue entry %d: its pending recipients are due now; a running server tries them at its next queue scan (within 10 minutes)\n", id)
 		case "drop":
 			entry, err := q.Show(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
