@@ -48,6 +48,7 @@ type Resolver struct {
 	servers []string
 	udp     *dns.Client
 	tcp     *dns.Client
+	cache   *cache // nil: ask every time
 }
 
 // New returns a resolver that asks server ("host:port"), or the servers listed in
@@ -101,6 +102,9 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (answer
 	if _, ok := dns.IsDomainName(fqdn); !ok || strings.ContainsAny(name, " \t\r\n") || name == "" {
 		return answer{}, &net.DNSError{Err: "invalid domain name", Name: name}
 	}
+	if a, err, ok := r.cache.get(fqdn, qtype); ok {
+		return a, err
+	}
 	msg := new(dns.Msg)
 	msg.SetQuestion(fqdn, qtype)
 	// Asking with AD set makes a validating resolver report whether it validated the
@@ -130,8 +134,10 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (answer
 						a.rrs = append(a.rrs, rr)
 					}
 				}
+				r.cache.put(fqdn, qtype, resp, a)
 				return a, nil
 			case dns.RcodeNameError:
+				r.cache.put(fqdn, qtype, resp, answer{})
 				return answer{}, &net.DNSError{Err: "no such host", Name: name, Server: server, IsNotFound: true}
 			default:
 				// RFC 7208 5 and RFC 7489 6.6.3 both treat any other rcode as a
