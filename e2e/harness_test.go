@@ -2,13 +2,11 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/mail"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +89,7 @@ func startServer(t *testing.T, o options) *server {
 			t.Errorf("server at test end: exit code %d, %v", code, err)
 		}
 		if t.Failed() {
-			t.Logf("server output (tail):\n%s", tail(s.proc.Output(), 80))
+			t.Logf("server output (tail):\n%s", testutil.Tail(s.proc.Output(), 80))
 		}
 	})
 	return s
@@ -120,48 +118,21 @@ func (s *server) kill(t *testing.T) {
 	}
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // result is what one run of an admin subcommand produced.
-type result struct {
-	code           int
-	stdout, stderr string
-}
+type result = testutil.Result
 
 // admin runs `coibox --config <config> args...` with stdin.
 func (s *server) admin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, coiboxBin, append([]string{"--config", s.config}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run coibox %v: %v", args, err)
-	}
-	return result{code, out.String(), errb.String()}
+	return testutil.Run(t, coiboxBin, stdin, append([]string{"--config", s.config}, args...)...)
 }
 
 // mustAdmin runs an admin subcommand and fails the test unless it exits 0.
 func (s *server) mustAdmin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	r := s.admin(t, stdin, args...)
-	if r.code != 0 {
-		t.Fatalf("coibox %s: exit code %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("coibox %s: exit code %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
 	}
 	return r
 }
@@ -170,8 +141,8 @@ func (s *server) mustAdmin(t *testing.T, stdin string, args ...string) result {
 func (s *server) verify(t *testing.T) {
 	t.Helper()
 	r := s.mustAdmin(t, "", "verify")
-	if !strings.Contains(r.stdout, "consistent") {
-		t.Errorf("coibox verify printed %q, want a consistent store", r.stdout)
+	if !strings.Contains(r.Stdout, "consistent") {
+		t.Errorf("coibox verify printed %q, want a consistent store", r.Stdout)
 	}
 }
 

@@ -80,7 +80,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 			r, err := rest()
 			if err != nil {
-				t.Fatalf("finish the transaction after SIGTERM: %v (server output:\n%s)", err, tail(s.proc.Output(), 40))
+				t.Fatalf("finish the transaction after SIGTERM: %v (server output:\n%s)", err, testutil.Tail(s.proc.Output(), 40))
 			}
 			if r.Code != 250 && r.Code != 421 {
 				t.Errorf("transaction in progress at SIGTERM answered %q, want 250 or 421", r)
@@ -99,11 +99,11 @@ func TestGracefulShutdown(t *testing.T) {
 
 			code, err := s.proc.Wait(stopGrace)
 			if err != nil {
-				t.Fatalf("%v\n%s", err, tail(s.proc.Output(), 40))
+				t.Fatalf("%v\n%s", err, testutil.Tail(s.proc.Output(), 40))
 			}
 			took := time.Since(sigterm)
 			if code != 0 {
-				t.Errorf("exit code %d after SIGTERM, want 0\n%s", code, tail(s.proc.Output(), 40))
+				t.Errorf("exit code %d after SIGTERM, want 0\n%s", code, testutil.Tail(s.proc.Output(), 40))
 			}
 			if took > 8*time.Second {
 				t.Errorf("server took %v to exit after SIGTERM with nothing left to do, want well under its 10s grace", took.Round(time.Millisecond))

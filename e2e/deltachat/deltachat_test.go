@@ -114,7 +114,7 @@ mode = "selfsigned"
 	}
 	t.Cleanup(func() { _ = stopServer() })
 	serverFailed := func() {
-		t.Logf("coibox log (tail of %s):\n%s", srvLog.Name(), tail(srv.Output(), 300))
+		t.Logf("coibox log (tail of %s):\n%s", srvLog.Name(), testutil.Tail(srv.Output(), 300))
 	}
 
 	budget := nodeBudget
@@ -209,13 +209,4 @@ func writeFile(t *testing.T, path, text string) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

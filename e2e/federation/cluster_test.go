@@ -2,14 +2,12 @@ package federation
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/mail"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -220,7 +218,7 @@ max_retry = "2s"
 // thereby also checks that they are complete and valid.
 func (p *peer) publish(t *testing.T, domain string) {
 	t.Helper()
-	out := p.mustAdmin(t, "", "dns", domain).stdout
+	out := p.mustAdmin(t, "", "dns", domain).Stdout
 	n := 0
 	for line := range strings.SplitSeq(out, "\n") {
 		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, ";") {
@@ -254,7 +252,7 @@ func (p *peer) start(t *testing.T) {
 			}
 		}
 		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", p.host, tail(proc.Output(), 60))
+			t.Logf("%s output (tail):\n%s", p.host, testutil.Tail(proc.Output(), 60))
 		}
 	})
 }
@@ -263,49 +261,24 @@ func (p *peer) start(t *testing.T) {
 func (p *peer) stop(t *testing.T) {
 	t.Helper()
 	if code, err := p.proc.Stop(stopGrace); err != nil || code != 0 {
-		t.Fatalf("stop %s: exit code %d, %v\n%s", p.host, code, err, tail(p.proc.Output(), 40))
+		t.Fatalf("stop %s: exit code %d, %v\n%s", p.host, code, err, testutil.Tail(p.proc.Output(), 40))
 	}
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type result struct {
-	code           int
-	stdout, stderr string
-}
+// result is what one run of an admin subcommand produced.
+type result = testutil.Result
 
 // admin runs `coibox --config <config> args...`.
 func (p *peer) admin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, coiboxBin, append([]string{"--config", p.config}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run coibox %v: %v", args, err)
-	}
-	return result{code, out.String(), errb.String()}
+	return testutil.Run(t, coiboxBin, stdin, append([]string{"--config", p.config}, args...)...)
 }
 
 func (p *peer) mustAdmin(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	r := p.admin(t, stdin, args...)
-	if r.code != 0 {
-		t.Fatalf("%s: coibox %s: exit code %d\nstdout: %s\nstderr: %s", p.host, strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	if r.Code != 0 {
+		t.Fatalf("%s: coibox %s: exit code %d\nstdout: %s\nstderr: %s", p.host, strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
 	}
 	return r
 }
@@ -410,7 +383,7 @@ func (p *peer) countMessageID(t *testing.T, user, id string) int {
 // queueID returns the id `coibox queue list` shows for rcpt, or 0 if rcpt is not queued.
 func (p *peer) queueID(t *testing.T, rcpt string) (id string, line string) {
 	t.Helper()
-	out := p.mustAdmin(t, "", "queue", "list").stdout
+	out := p.mustAdmin(t, "", "queue", "list").Stdout
 	re := regexp.MustCompile(`(?m)^(\d+) .* ` + regexp.QuoteMeta(rcpt) + ` .*$`)
 	m := re.FindStringSubmatch(out)
 	if m == nil {

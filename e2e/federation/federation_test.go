@@ -35,22 +35,22 @@ func TestFederation(t *testing.T) {
 
 	t.Run("dns check", func(t *testing.T) {
 		r := a.admin(t, "", "dns", "check", "a.test")
-		t.Logf("coibox dns check a.test:\n%s%s", r.stdout, r.stderr)
+		t.Logf("coibox dns check a.test:\n%s%s", r.Stdout, r.Stderr)
 		for _, item := range []string{"MX a.test", "DKIM TXT", "MTA-STS TXT _mta-sts.a.test", "SPF TXT a.test", "DMARC TXT _dmarc.a.test", "SRV _submission._tcp.a.test"} {
-			if !strings.Contains(r.stdout, "OK       "+item) {
+			if !strings.Contains(r.Stdout, "OK       "+item) {
 				t.Errorf("%s not reported OK", item)
 			}
 		}
-		if c.https && r.code != 0 {
-			t.Errorf("exit code %d with every required record published and the policy served", r.code)
+		if c.https && r.Code != 0 {
+			t.Errorf("exit code %d with every required record published and the policy served", r.Code)
 		}
 		// Take a required record away: the check must fail and say which.
-		sts := grep(a.mustAdmin(t, "", "dns", "a.test").stdout, "_mta-sts.a.test.")
+		sts := grep(a.mustAdmin(t, "", "dns", "a.test").Stdout, "_mta-sts.a.test.")
 		c.dns.Remove("_mta-sts.a.test", 16) // TXT
 		defer c.dns.Add(sts)
 		r = a.admin(t, "", "dns", "check", "a.test")
-		if r.code != 1 || !strings.Contains(r.stdout, "MISSING  MTA-STS TXT _mta-sts.a.test") {
-			t.Errorf("without _mta-sts: exit code %d, report:\n%s%s", r.code, r.stdout, r.stderr)
+		if r.Code != 1 || !strings.Contains(r.Stdout, "MISSING  MTA-STS TXT _mta-sts.a.test") {
+			t.Errorf("without _mta-sts: exit code %d, report:\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 	})
 
@@ -152,14 +152,14 @@ func TestFederation(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("no MTA-STS failure for carol@c.test in the queue; coibox queue list:\n%s", a.mustAdmin(t, "", "queue", "list").stdout)
+				t.Fatalf("no MTA-STS failure for carol@c.test in the queue; coibox queue list:\n%s", a.mustAdmin(t, "", "queue", "list").Stdout)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		if !strings.Contains(line, "pending") {
 			t.Errorf("queue list line %q: not pending", line)
 		}
-		show := a.mustAdmin(t, "", "queue", "show", qid).stdout
+		show := a.mustAdmin(t, "", "queue", "show", qid).Stdout
 		if !strings.Contains(show, reason) || !strings.Contains(show, "<"+id+">") {
 			t.Errorf("coibox queue show %s lacks the reason or the message id:\n%s", qid, show)
 		}
@@ -182,12 +182,12 @@ func TestFederation(t *testing.T) {
 		var show string
 		for deadline := time.Now().Add(deliveryTimeout); ; {
 			if qid, line := a.queueID(t, "bob@b.test"); strings.Contains(line, "pending") {
-				if show = a.mustAdmin(t, "", "queue", "show", qid).stdout; strings.Contains(show, "connection refused") {
+				if show = a.mustAdmin(t, "", "queue", "show", qid).Stdout; strings.Contains(show, "connection refused") {
 					break
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("no refused attempt in the queue; coibox queue list:\n%s", a.mustAdmin(t, "", "queue", "list").stdout)
+				t.Fatalf("no refused attempt in the queue; coibox queue list:\n%s", a.mustAdmin(t, "", "queue", "list").Stdout)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
@@ -199,7 +199,7 @@ func TestFederation(t *testing.T) {
 		if n := b.countMessageID(t, "bob@b.test", id); n != 1 {
 			t.Errorf("delivered %d times, want once", n)
 		}
-		if out := a.mustAdmin(t, "", "queue", "list").stdout; !strings.Contains(out, "The queue is empty.") {
+		if out := a.mustAdmin(t, "", "queue", "list").Stdout; !strings.Contains(out, "The queue is empty.") {
 			t.Errorf("queue after delivery:\n%s", out)
 		}
 	})

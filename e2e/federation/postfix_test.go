@@ -161,7 +161,7 @@ maximal_backoff_time = 2s
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("postfix maillog:\n%s", tail(p.log(), 60))
+			t.Logf("postfix maillog:\n%s", testutil.Tail(p.log(), 60))
 		}
 	})
 	testutil.WaitListening(t, fmt.Sprintf("%s:%d", ipPostfix, c.smtpPort), 20*time.Second)
@@ -190,7 +190,7 @@ func (p *postfix) waitMaildir(t *testing.T, user, id string, timeout time.Durati
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("postfix: no message %s in %s after %v; maillog:\n%s", id, dir, timeout, tail(p.log(), 30))
+			t.Fatalf("postfix: no message %s in %s after %v; maillog:\n%s", id, dir, timeout, testutil.Tail(p.log(), 30))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -241,7 +241,7 @@ func testPostfix(t *testing.T, c *cluster, a *peer) {
 			t.Skip("python3 with dkimpy and PyNaCl missing (Debian: apt-get install python3-dkim python3-nacl); signatures not verified")
 		}
 		records := filepath.Join(t.TempDir(), "records.json")
-		data, err := json.Marshal(txtRecords(t, a.mustAdmin(t, "", "dns", "a.test").stdout))
+		data, err := json.Marshal(txtRecords(t, a.mustAdmin(t, "", "dns", "a.test").Stdout))
 		if err != nil {
 			t.Fatal(err)
 		}
