@@ -625,6 +625,17 @@ func TestTranscriptAppend(t *testing.T) {
 		C: a=b
 		S: * 3 EXISTS
 		S: p8 OK [APPENDUID <n> 3] APPEND completed
+		C: p9 APPEND INBOX UTF8 (~{13+}
+		C: Subject: ä
+		C: )
+		S: * 4 EXISTS
+		S: p9 OK [APPENDUID <n> 4] APPEND completed
+		C: p10 FETCH 4 BODY.PEEK[HEADER.FIELDS (SUBJECT)]
+		S: * 4 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {15}
+		S: Subject: ä
+		S: 
+		S: )
+		S: p10 OK FETCH completed
 	`, nil)
 }
 

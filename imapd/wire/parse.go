@@ -471,6 +471,7 @@ type AppendArgs struct {
 	Date    time.Time // zero when absent
 	Message []byte
 	Binary  bool // sent as ~{n} (RFC 3516)
+	UTF8    bool // sent as UTF8 (~{n}) (RFC 6855)
 }
 
 // Append parses APPEND.
@@ -503,11 +504,24 @@ func (c *Command) Append() (*AppendArgs, error) {
 			return nil, err
 		}
 	}
+	// RFC 6855: `UTF8 (~{n}...)` carries a message with UTF-8 headers, which
+	// UTF8=ACCEPT (advertised) promises to take.
+	if p := a.Peek(); p == 'U' || p == 'u' {
+		if err = a.Expect("UTF8 ("); err != nil {
+			return nil, err
+		}
+		aa.UTF8 = true
+	}
 	if p := a.Peek(); p != '{' && p != '~' {
 		return nil, a.expected("message literal")
 	}
 	if aa.Message, aa.Binary, err = a.literal(true); err != nil {
 		return nil, err
+	}
+	if aa.UTF8 {
+		if err = a.Expect(")"); err != nil {
+			return nil, err
+		}
 	}
 	if a.MoreArgs() {
 		return nil, a.errorf("MULTIAPPEND is not supported")

@@ -206,6 +206,9 @@ func TestParse(t *testing.T) {
 			&AppendArgs{Mailbox: "Sent", Flags: []imap.Flag{imap.FlagSeen}, Date: time.Date(1994, 2, 7, 21, 52, 25, 0, time.FixedZone("", -8*3600)), Message: []byte("hello")}, ""},
 		{"append binary", "a APPEND INBOX ~{3+}\r\na\x00b\r\n", parseAppend,
 			&AppendArgs{Mailbox: "INBOX", Message: []byte("a\x00b"), Binary: true}, ""},
+		{"append utf8", "a APPEND INBOX UTF8 (~{13+}\r\nSubject: \xc3\xa4\r\n)\r\n", parseAppend,
+			&AppendArgs{Mailbox: "INBOX", Message: []byte("Subject: \xc3\xa4\r\n"), Binary: true, UTF8: true}, ""},
+		{"append utf8 unclosed", "a APPEND INBOX UTF8 ({2+}\r\nab\r\n", parseAppend, nil, "a BAD syntax error: expected \")\" at end of command"},
 		{"append needs literal", `a APPEND INBOX "text"` + "\r\n", parseAppend, nil, "a BAD syntax error: expected date-time at position 16"},
 
 		{"uid move", "m UID MOVE 1:3 \"Chats\"\r\n", parseCopy, &CopyArgs{Set: uidSet("1:3"), Mailbox: "Chats"}, ""},
