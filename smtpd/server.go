@@ -63,14 +63,17 @@ type Options struct {
 	// server makes its own from AuthFailuresPerIP and AuthFailureWindow. MX ignores it.
 	AuthLimiter *authlimit.Limiter
 
-	MaxMessageBytes     int64         // default: the pipeline's
-	MaxRecipients       int           // default: the pipeline's
-	MaxConnections      int           // at once, default 500
-	MaxConnectionsPerIP int           // at once, default 20
-	ReadTimeout         time.Duration // for each command, default 5m
-	DataTimeout         time.Duration // for a whole DATA transfer, default 10m
-	AuthFailuresPerIP   int           // default 10
-	AuthFailureWindow   time.Duration // default 15m
+	MaxMessageBytes     int64 // default: the pipeline's
+	MaxRecipients       int   // default: the pipeline's
+	MaxConnections      int   // at once, default 500
+	MaxConnectionsPerIP int   // at once, default 20
+	// Slots, when set, replaces MaxConnections and MaxConnectionsPerIP with counts
+	// shared with other listeners.
+	Slots             *Slots
+	ReadTimeout       time.Duration // for each command, default 5m
+	DataTimeout       time.Duration // for a whole DATA transfer, default 10m
+	AuthFailuresPerIP int           // default 10
+	AuthFailureWindow time.Duration // default 15m
 
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
@@ -102,7 +105,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*conn]struct{}
-	perIP     map[netip.Addr]int
+	slots     *Slots
 }
 
 // maxLineLength bounds a line of a command or of a message sent with DATA.
@@ -154,6 +157,9 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Slots == nil {
+		opts.Slots = NewSlots(opts.MaxConnections, opts.MaxConnectionsPerIP)
+	}
 	s := &Server{
 		opts:    opts,
 		name:    opts.Name,
@@ -161,7 +167,7 @@ func New(opts Options) *Server {
 		m:       opts.Metrics,
 		limiter: opts.AuthLimiter,
 		conns:   map[*conn]struct{}{},
-		perIP:   map[netip.Addr]int{},
+		slots:   opts.Slots,
 	}
 	switch {
 	case opts.Kind == MX:
@@ -310,10 +316,13 @@ func (s *Server) admit(nc net.Conn) *conn {
 		refusal, reason = replyShutdown, "shutdown"
 	case s.limiter != nil && !s.limiter.Allow(ip):
 		refusal, reason = replyLockedOut, "auth_lockout"
-	case len(s.conns) >= s.opts.MaxConnections:
-		refusal, reason = replyTooMany, "limit"
-	case s.perIP[ip] >= s.opts.MaxConnectionsPerIP:
-		refusal, reason = replyTooManyFromIP, "per_ip"
+	default:
+		switch reason = s.slots.acquire(ip); reason {
+		case "limit":
+			refusal = replyTooMany
+		case "per_ip":
+			refusal = replyTooManyFromIP
+		}
 	}
 	if refusal != "" {
 		s.mu.Unlock()
@@ -334,7 +343,6 @@ func (s *Server) admit(nc net.Conn) *conn {
 	}
 	c.log = s.log.With("session", c.id, "remote", ip)
 	s.conns[c] = struct{}{}
-	s.perIP[ip]++
 	s.mu.Unlock()
 	s.m.SessionStarted(s.name)
 	c.log.Debug("connection opened")
@@ -345,10 +353,8 @@ func (s *Server) admit(nc net.Conn) *conn {
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
-		delete(s.perIP, c.ip)
-	}
 	s.mu.Unlock()
+	s.slots.release(c.ip)
 	s.m.SessionEnded(s.name)
 	c.log.Debug("connection closed", "duration", time.Since(c.start).Round(time.Millisecond).String(), "messages", c.messages.Load())
 }

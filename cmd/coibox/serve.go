@@ -146,6 +146,9 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	errc := make(chan error, 16)
 	var shutdowns []func(context.Context) error
 
+	// One count of connections for every SMTP listener: limits.smtp_connections is
+	// the host's limit.
+	smtpSlots := smtpd.NewSlots(cfg.Limits.SMTPConnections, cfg.Limits.SMTPConnectionsPerIP)
 	for _, l := range []struct {
 		name string
 		kind smtpd.Kind
@@ -155,20 +158,19 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			continue
 		}
 		srv := smtpd.New(smtpd.Options{
-			Kind:                l.kind,
-			Hostname:            cfg.Hostname,
-			TLSConfig:           tlsm.TLSConfig(),
-			Pipeline:            pipeline,
-			Store:               s,
-			AuthLimiter:         limiter,
-			MaxMessageBytes:     int64(cfg.Limits.MessageSize),
-			MaxRecipients:       cfg.Limits.Recipients,
-			MaxConnections:      cfg.Limits.SMTPConnections,
-			MaxConnectionsPerIP: cfg.Limits.SMTPConnectionsPerIP,
-			ReadTimeout:         time.Duration(cfg.Limits.SMTPCommandTimeout),
-			DataTimeout:         time.Duration(cfg.Limits.SMTPDataTimeout),
-			Logger:              log.With("pkg", "smtpd"),
-			Metrics:             m,
+			Kind:            l.kind,
+			Hostname:        cfg.Hostname,
+			TLSConfig:       tlsm.TLSConfig(),
+			Pipeline:        pipeline,
+			Store:           s,
+			AuthLimiter:     limiter,
+			MaxMessageBytes: int64(cfg.Limits.MessageSize),
+			MaxRecipients:   cfg.Limits.Recipients,
+			Slots:           smtpSlots,
+			ReadTimeout:     time.Duration(cfg.Limits.SMTPCommandTimeout),
+			DataTimeout:     time.Duration(cfg.Limits.SMTPDataTimeout),
+			Logger:          log.With("pkg", "smtpd"),
+			Metrics:         m,
 		})
 		// smtpd adds the TLS layer of submissions itself, after its connection limits.
 		wg.Go(func() {
