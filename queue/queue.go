@@ -139,8 +139,10 @@ const (
 	// destination's backlog is spread over its connections and new mail is not
 	// stuck behind a long list.
 	jobsPerWorker = 64
-	// maxSleep bounds one wait of the worker loop, in case the clock jumps.
-	maxSleep = 10 * time.Minute
+	// maxSleep bounds one wait of the worker loop, in case the clock jumps, and so
+	// that changes made by another process (`coibox queue retry` beside a running
+	// server) are seen within a minute; an idle look costs one indexed query.
+	maxSleep = time.Minute
 	// storeTimeout bounds recording an attempt's outcome.
 	storeTimeout = 30 * time.Second
 )

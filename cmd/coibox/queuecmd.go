@@ -62,7 +62,7 @@ func cmdQueue(ctx context.Context, e *env, configPath string, args []string) err
 			}
 			// This process cannot wake a running server's queue, which sleeps until
 			// its next planned attempt but never longer than ten minutes.
-			fmt.Fprintf(e.stdout, "queue entry %d: its pending recipients are due now; a running server tries them at its next queue scan (within 10 minutes)\n", id)
+			fmt.Fprintf(e.stdout, "queue entry %d: its pending recipients are due now; a running server tries them at its next queue scan (within a minute)\n", id)
 		case "drop":
 			entry, err := q.Show(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
