@@ -46,6 +46,11 @@ type Metrics struct {
 	commitSeconds prometheus.Histogram
 	commitBatch   prometheus.Histogram
 	imapSessions  prometheus.Gauge
+
+	outRecipients  *prometheus.CounterVec
+	outConnections *prometheus.CounterVec
+	outSeconds     prometheus.Histogram
+	dsns           *prometheus.CounterVec
 }
 
 // New creates the collectors and a registry holding them and the Go runtime and
@@ -96,12 +101,30 @@ func New() *Metrics {
 			Name: "coibox_imap_sessions",
 			Help: "Open IMAP connections.",
 		}),
+		outRecipients: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coibox_outbound_recipients_total",
+			Help: "Outbound delivery attempts per recipient, by result (delivered, deferred, bounced, expired).",
+		}, []string{"result"}),
+		outConnections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coibox_outbound_connections_total",
+			Help: "Outbound SMTP connections, by TLS (verified, unverified, plain).",
+		}, []string{"tls"}),
+		outSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coibox_outbound_transaction_seconds",
+			Help:    "Duration of one outbound SMTP transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		dsns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coibox_dsns_total",
+			Help: "Delivery status notifications generated, by action (failed, delayed).",
+		}, []string{"action"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.received, m.delivered, m.rejected, m.sessions, m.sessionsTotal, m.refused,
 		m.authFailures, m.commitSeconds, m.commitBatch, m.imapSessions,
+		m.outRecipients, m.outConnections, m.outSeconds, m.dsns,
 	)
 	return m
 }
@@ -202,4 +225,36 @@ func (m *Metrics) IMAPSessionEnded() {
 		return
 	}
 	m.imapSessions.Dec()
+}
+
+// OutboundRecipient counts one outbound attempt for a recipient by its result.
+func (m *Metrics) OutboundRecipient(result string) {
+	if m == nil {
+		return
+	}
+	m.outRecipients.WithLabelValues(result).Inc()
+}
+
+// OutboundConnection counts one outbound SMTP connection by how its TLS went.
+func (m *Metrics) OutboundConnection(tls string) {
+	if m == nil {
+		return
+	}
+	m.outConnections.WithLabelValues(tls).Inc()
+}
+
+// OutboundTransaction records the duration of one outbound SMTP transaction.
+func (m *Metrics) OutboundTransaction(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.outSeconds.Observe(d.Seconds())
+}
+
+// DSN counts one generated delivery status notification by its action.
+func (m *Metrics) DSN(action string) {
+	if m == nil {
+		return
+	}
+	m.dsns.WithLabelValues(action).Inc()
 }

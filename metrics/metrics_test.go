@@ -22,6 +22,11 @@ func record(m *Metrics) {
 	m.ObserveCommit(16, 3*time.Millisecond)
 	m.IMAPSessionStarted()
 	m.IMAPSessionEnded()
+	m.OutboundRecipient("delivered")
+	m.OutboundRecipient("deferred")
+	m.OutboundConnection("verified")
+	m.OutboundTransaction(20 * time.Millisecond)
+	m.DSN("failed")
 }
 
 func TestNilIsSafe(t *testing.T) {
@@ -64,6 +69,11 @@ func TestExposition(t *testing.T) {
 		`coibox_store_commit_seconds_count 1`,
 		`coibox_store_commit_batch_size_sum 16`,
 		`coibox_imap_sessions 0`,
+		`coibox_outbound_recipients_total{result="delivered"} 1`,
+		`coibox_outbound_recipients_total{result="deferred"} 1`,
+		`coibox_outbound_connections_total{tls="verified"} 1`,
+		`coibox_outbound_transaction_seconds_count 1`,
+		`coibox_dsns_total{action="failed"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(body, want) {

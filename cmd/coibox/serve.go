@@ -132,6 +132,12 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		LocalDeliver: localDSN(s, pipeline, cfg.Hostname),
 		Dialer:       outboundDialer(cfg),
 		Logger:       log.With("pkg", "queue"),
+		Metrics: queue.Metrics{
+			Recipient:   m.OutboundRecipient,
+			Connection:  m.OutboundConnection,
+			Transaction: m.OutboundTransaction,
+			DSN:         m.DSN,
+		},
 	})
 	queueRef.Store(q)
 	// One limiter for every password check, so a guesser cannot spread attempts over
