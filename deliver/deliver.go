@@ -131,6 +131,9 @@ type Options struct {
 	Checks     []Check
 	Logger     *slog.Logger
 	Metrics    *metrics.Metrics
+	// Queued, if set, is called after a delivery put something in the outbound
+	// queue, so the queue can send it now instead of at its next scan.
+	Queued func()
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -415,6 +418,9 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 	res := &Result{ID: m.ID, QueueID: queueID}
 	if queueID != 0 {
 		res.Queued = len(remote)
+		if p.opts.Queued != nil {
+			p.opts.Queued()
+		}
 	}
 	got := make([]bool, len(m.Recipients)) // whether each recipient got a copy somewhere
 	for i, r := range m.Recipients {

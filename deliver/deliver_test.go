@@ -270,7 +270,8 @@ func TestDeliverMultiRecipientSharesBody(t *testing.T) {
 }
 
 func TestDeliverSubmissionQueuesRemote(t *testing.T) {
-	f := newFixture(t, Options{})
+	kicks := 0
+	f := newFixture(t, Options{Queued: func() { kicks++ }})
 	env := f.submission("alice@example.org")
 	env.RequireTLS = true
 	f.add(t, env, "x@remote.example", "bob@example.org", "out@example.org")
@@ -281,6 +282,9 @@ func TestDeliverSubmissionQueuesRemote(t *testing.T) {
 	}
 	if res.Local != 1 || res.Queued != 2 || res.QueueID == 0 {
 		t.Fatalf("result %+v", res)
+	}
+	if kicks != 1 {
+		t.Errorf("Queued called %d times, want once", kicks)
 	}
 	q, err := f.st.QueueEntries(f.ctx, time.Time{}, 0)
 	if err != nil {
@@ -300,6 +304,14 @@ func TestDeliverSubmissionQueuesRemote(t *testing.T) {
 	}
 	if !strings.HasPrefix(local[0], "Received: from laptop ([IPv6:2001:db8::7])\r\n\tby mx.example.org with ESMTPSA") {
 		t.Errorf("Received field: %q", local[0])
+	}
+	onlyLocal := f.submission("alice@example.org")
+	f.add(t, onlyLocal, "bob@example.org")
+	if _, err := f.p.Deliver(f.ctx, &Message{Envelope: *onlyLocal, Body: []byte(body)}); err != nil {
+		t.Fatal(err)
+	}
+	if kicks != 1 {
+		t.Errorf("a local-only delivery woke the queue (%d calls)", kicks)
 	}
 }
 

@@ -63,20 +63,18 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	log.Info("listening", "config", source, "startup", time.Since(e.start).Round(time.Microsecond).String())
 
 	m := metrics.New()
-	// Every commit wakes the queue, which is made after the store: a message queued for
-	// a remote recipient should leave now, not at the queue's next scheduled scan. The
-	// pipeline does not say which commits queued something, so the queue is woken for
-	// all of them; a wake-up with nothing due costs one indexed read.
+	// The queue is made after the store and the pipeline; a delivery that queued mail
+	// for a remote recipient wakes it through this reference, so the message leaves
+	// now rather than at the queue's next scan.
 	var queueRef atomic.Pointer[queue.Queue]
-	observe := func(batch int, d time.Duration) {
-		m.ObserveCommit(batch, d)
+	kickQueue := func() {
 		if q := queueRef.Load(); q != nil {
 			q.Kick()
 		}
 	}
 	s, fresh, err := openStore(ctx, cfg, source, store.Options{
 		Logger:    log.With("pkg", "store"),
-		Observe:   observe,
+		Observe:   m.ObserveCommit,
 		Summarize: imapd.Summarize,
 	})
 	if err != nil {
@@ -118,6 +116,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Checks:          []deliver.Check{authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"))},
 		Logger:          log.With("pkg", "deliver"),
 		Metrics:         m,
+		Queued:          kickQueue,
 	})
 	q := queue.New(s, queue.Options{
 		Hostname:     cfg.Hostname,
