@@ -555,3 +555,21 @@ func isAStringChar(c byte) bool {
 func isListChar(c byte) bool {
 	return isAStringChar(c) || c == '%' || c == '*'
 }
+
+// optionList parses a parenthesised list of option atoms (LIST selection options,
+// SEARCH RETURN options), setting the flag each one names; an unknown one is a BAD
+// naming it as what.
+func (a *Args) optionList(what string, opts map[string]*bool) error {
+	return a.List(func() error {
+		s, err := a.Atom()
+		if err != nil {
+			return err
+		}
+		p, ok := opts[strings.ToUpper(s)]
+		if !ok {
+			return a.errorf("unknown %s %s", what, s)
+		}
+		*p = true
+		return nil
+	})
+}

@@ -341,24 +341,11 @@ func (c *Command) List() (*ListArgs, error) {
 	}
 	if a.Peek() == '(' && c.Name == "LIST" {
 		la.Extended = true
-		err := a.List(func() error {
-			s, err := a.Atom()
-			if err != nil {
-				return err
-			}
-			switch strings.ToUpper(s) {
-			case "SUBSCRIBED":
-				la.Options.SelectSubscribed = true
-			case "REMOTE":
-				la.Options.SelectRemote = true
-			case "RECURSIVEMATCH":
-				la.Options.SelectRecursiveMatch = true
-			case "SPECIAL-USE":
-				la.Options.SelectSpecialUse = true
-			default:
-				return a.errorf("unknown LIST selection option %s", s)
-			}
-			return nil
+		err := a.optionList("LIST selection option", map[string]*bool{
+			"SUBSCRIBED":     &la.Options.SelectSubscribed,
+			"REMOTE":         &la.Options.SelectRemote,
+			"RECURSIVEMATCH": &la.Options.SelectRecursiveMatch,
+			"SPECIAL-USE":    &la.Options.SelectSpecialUse,
 		})
 		if err != nil {
 			return nil, err
@@ -840,26 +827,12 @@ func (c *Command) Search() (*SearchArgs, error) {
 		if err := a.SP(); err != nil {
 			return nil, err
 		}
-		err := a.List(func() error {
-			s, err := a.Atom()
-			if err != nil {
-				return err
-			}
-			switch strings.ToUpper(s) {
-			case "MIN":
-				sa.Return.ReturnMin = true
-			case "MAX":
-				sa.Return.ReturnMax = true
-			case "ALL":
-				sa.Return.ReturnAll = true
-			case "COUNT":
-				sa.Return.ReturnCount = true
-			case "SAVE":
-				sa.Return.ReturnSave = true
-			default:
-				return a.errorf("unknown SEARCH return option %s", s)
-			}
-			return nil
+		err := a.optionList("SEARCH return option", map[string]*bool{
+			"MIN":   &sa.Return.ReturnMin,
+			"MAX":   &sa.Return.ReturnMax,
+			"ALL":   &sa.Return.ReturnAll,
+			"COUNT": &sa.Return.ReturnCount,
+			"SAVE":  &sa.Return.ReturnSave,
 		})
 		if err != nil {
 			return nil, err
