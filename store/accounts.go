@@ -324,26 +324,12 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 
 // Account looks an account up by address.
 func (s *Store) Account(ctx context.Context, address string) (*Account, error) {
-	a, err := scanAccount(s.readRow(ctx, "SELECT "+accountCols+" FROM accounts WHERE address = ?", Normalize(address)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up account: %w", err)
-	}
-	return a, nil
+	return readOne(ctx, s, "look up account", scanAccount, "SELECT "+accountCols+" FROM accounts WHERE address = ?", Normalize(address))
 }
 
 // AccountByID looks an account up by id.
 func (s *Store) AccountByID(ctx context.Context, id int64) (*Account, error) {
-	a, err := scanAccount(s.readRow(ctx, "SELECT "+accountCols+" FROM accounts WHERE id = ?", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up account: %w", err)
-	}
-	return a, nil
+	return readOne(ctx, s, "look up account", scanAccount, "SELECT "+accountCols+" FROM accounts WHERE id = ?", id)
 }
 
 // Authenticate checks a login. Unknown accounts and wrong passwords both give

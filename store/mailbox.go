@@ -80,26 +80,12 @@ func (s *Store) Mailboxes(ctx context.Context, accountID int64) ([]Mailbox, erro
 
 // Mailbox looks a mailbox up by name.
 func (s *Store) Mailbox(ctx context.Context, accountID int64, name string) (*Mailbox, error) {
-	m, err := scanMailbox(s.readRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? AND name = ?", accountID, CanonicalName(name)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up mailbox: %w", err)
-	}
-	return m, nil
+	return readOne(ctx, s, "look up mailbox", scanMailbox, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id = ? AND name = ?", accountID, CanonicalName(name))
 }
 
 // MailboxByID looks a mailbox up by id.
 func (s *Store) MailboxByID(ctx context.Context, id int64) (*Mailbox, error) {
-	m, err := scanMailbox(s.readRow(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE id = ?", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up mailbox: %w", err)
-	}
-	return m, nil
+	return readOne(ctx, s, "look up mailbox", scanMailbox, "SELECT "+mailboxCols+" FROM mailboxes WHERE id = ?", id)
 }
 
 func (t *Tx) mailbox(accountID int64, name string) (*Mailbox, error) {

@@ -87,6 +87,18 @@ func collect[T any](ctx context.Context, s *Store, what, q string, scan func(row
 	return out, nil
 }
 
+// readOne runs a one-row query on the read pool and scans it; no row is ErrNotFound.
+func readOne[T any](ctx context.Context, s *Store, what string, scan func(rowScanner) (*T, error), q string, args ...any) (*T, error) {
+	v, err := scan(s.readRow(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
+}
+
 // deref adapts a scanner returning a pointer to collect.
 func deref[T any](scan func(rowScanner) (*T, error)) func(rowScanner) (T, error) {
 	return func(r rowScanner) (T, error) {
