@@ -291,9 +291,8 @@ func (s *Store) syncer(in <-chan *committed, done chan<- struct{}) {
 				break more
 			}
 		}
-		err := s.wal.Sync()
+		err := s.syncWAL()
 		if err != nil {
-			err = fmt.Errorf("sync write-ahead log: %w", err)
 			s.log.Error("store: fsync failed; writes are not acknowledged", "err", err)
 		}
 		for _, c := range cs {
@@ -315,6 +314,32 @@ func (s *Store) syncer(in <-chan *committed, done chan<- struct{}) {
 			}
 		}
 	}
+}
+
+// syncWAL fsyncs the write-ahead log. SQLite deletes the log when its last
+// connection closes and makes a new file when one opens again; should database/sql
+// ever replace the writer's connection that way, the handle would point at a deleted
+// file and its fsync would protect nothing. So the handle is checked against the
+// path first (one stat) and reopened when they differ.
+func (s *Store) syncWAL() error {
+	path := s.path + "-wal"
+	cur, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("sync write-ahead log: %w", err)
+	}
+	if held, err := s.wal.Stat(); err != nil || !os.SameFile(cur, held) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("reopen write-ahead log: %w", err)
+		}
+		s.wal.Close()
+		s.wal = f
+		s.log.Warn("store: the write-ahead log was replaced; syncing the new one")
+	}
+	if err := s.wal.Sync(); err != nil {
+		return fmt.Errorf("sync write-ahead log: %w", err)
+	}
+	return nil
 }
 
 // commit runs a batch in one transaction. On success it returns the batch for the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -372,5 +373,40 @@ func TestSetQuota(t *testing.T) {
 	}
 	if err := s.SetQuota(ctx, "nobody@example.org", 1, 0); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown account: %v", err)
+	}
+}
+
+// TestWALReplaced makes the write-ahead log a new file under the store's feet (as
+// SQLite does when its last connection closes and another opens) and checks that the
+// store notices and keeps syncing the real log.
+func TestWALReplaced(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := setup(t, s, "alice@example.org")[0]
+	path := s.Path() + "-wal"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same content, new inode: rename a copy over the original.
+	if err := os.WriteFile(path+".new", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Deliver(ctx, &Delivery{Body: []byte("x"), Targets: []Target{{AccountID: a.ID}}}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := s.wal.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(held, cur) {
+		t.Fatal("the store still syncs the replaced write-ahead log")
 	}
 }
