@@ -253,7 +253,8 @@ type MTASTS struct {
 	// Default: "enforce".
 	Mode string `toml:"mode"`
 
-	// MaxAge (mta_sts.max_age) is how long senders keep the policy. Default: "168h".
+	// MaxAge (mta_sts.max_age) is how long senders keep the policy. Default: "672h"
+	// (28 days, as chatmail relays publish; RFC 8461 suggests weeks).
 	MaxAge Duration `toml:"max_age"`
 }
 
@@ -313,7 +314,7 @@ func Default() *Config {
 			RemotePort:   25,
 			SmarthostTLS: SmarthostSTARTTLS,
 		},
-		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(7 * 24 * time.Hour)},
+		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(28 * 24 * time.Hour)},
 		Store:  Store{GroupCommitMax: 256},
 	}
 }

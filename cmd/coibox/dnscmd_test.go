@@ -77,7 +77,7 @@ func TestDNSPlanPrint(t *testing.T) {
 		t.Errorf("zone parser read %d records, the plan printed %d", n, len(planRecords(t, p)))
 	}
 
-	pol := webadmin.STSPolicy{Mode: "enforce", MX: []string{"mx.example.org"}, MaxAge: 7 * 24 * time.Hour}
+	pol := webadmin.STSPolicy{Mode: "enforce", MX: []string{"mx.example.org"}, MaxAge: 28 * 24 * time.Hour}
 	for _, want := range []string{
 		"mx.example.org. 3600 IN A 192.0.2.10",
 		"example.org. 3600 IN MX 10 mx.example.org.",
@@ -147,7 +147,7 @@ func TestDNSPlanPrint(t *testing.T) {
 func TestDNSCheck(t *testing.T) {
 	cfg := dnsTestConfig()
 	plan := dnsTestPlan(t, cfg)
-	served, err := mtasts.Parse([]byte(webadmin.STSPolicy{Mode: "enforce", MX: []string{"mx.example.org"}, MaxAge: 7 * 24 * time.Hour}.Text()))
+	served, err := mtasts.Parse([]byte(webadmin.STSPolicy{Mode: "enforce", MX: []string{"mx.example.org"}, MaxAge: 28 * 24 * time.Hour}.Text()))
 	if err != nil {
 		t.Fatal(err)
 	}
