@@ -1,5 +1,6 @@
 // Command coibench measures coibox from the outside, as clients see it: `coibench smtp`
-// times SMTP ingest into the store and reads the server's CPU and memory from /proc.
+// times SMTP ingest into the store, `coibench imap` FETCH, SEARCH, IDLE latency and
+// memory per connection; both read the server's CPU and memory from /proc.
 package main
 
 import (
