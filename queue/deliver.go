@@ -103,6 +103,11 @@ type route struct {
 	hosts    []string // MX host names without trailing dot, in order of preference
 	implicit bool     // no MX records: the domain itself is the host (RFC 5321 5.1)
 	policy   *mtasts.Policy
+	// domain is the destination in A-label form, DANE-TA's second reference identifier.
+	domain string
+	// dane: the hosts come from a DNSSEC-validated MX RRset (or are the implicit
+	// MX), so a host whose addresses and TLSA records validate too gets DANE.
+	dane bool
 }
 
 // session is an open SMTP connection ready for transactions.
@@ -208,7 +213,16 @@ func (q *Queue) resolve(ctx context.Context, domain string) (*route, *failure) {
 		return nil, permf(501, "5.1.3", "bad domain name %s: %v", domain, err)
 	}
 	domain = ascii
-	mxs, err := q.opts.Resolver.LookupMX(ctx, domain)
+	var (
+		mxs    []*net.MX
+		secure bool
+	)
+	dr, _ := q.opts.Resolver.(daneResolver)
+	if dr != nil {
+		mxs, secure, err = dr.LookupMXSecure(ctx, domain)
+	} else {
+		mxs, err = q.opts.Resolver.LookupMX(ctx, domain)
+	}
 	switch {
 	case errors.Is(err, dnsx.ErrNullMX):
 		return nil, permf(556, "5.1.10", "domain %s accepts no mail (null MX)", domain)
@@ -217,13 +231,16 @@ func (q *Queue) resolve(ctx context.Context, domain string) (*route, *failure) {
 	case err != nil:
 		return nil, tempf("4.4.3", "look up MX of %s: %v", domain, err)
 	}
-	r := &route{}
+	r := &route{domain: domain}
 	for _, mx := range mxs {
 		r.hosts = append(r.hosts, strings.ToLower(strings.TrimSuffix(mx.Host, ".")))
 	}
 	if len(r.hosts) == 0 {
 		r.hosts, r.implicit = []string{domain}, true
 	}
+	// For the implicit MX, whether its address lookup validates decides (RFC 7672
+	// 2.2.2); connect asks that of every host anyway.
+	r.dane = dr != nil && (secure || r.implicit)
 	r.policy = q.sts.Get(ctx, domain)
 	return r, nil
 }
@@ -241,15 +258,25 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 	pol := w.route.policy
 	var last *failure
 	tries := 0
-	for _, host := range w.route.hosts {
-		if pol != nil && !pol.Match(host) {
-			if pol.Mode == mtasts.Enforce {
-				last = tempf("4.7.5", "MTA-STS policy enforce: MX host %s is not in the policy of %s", host, w.dest)
-				continue
-			}
-			q.log.Warn("queue: MTA-STS policy testing: MX host not in policy", "domain", w.dest, "mx", host)
+	// outsidePolicy reports whether the MTA-STS policy rules host out.
+	outsidePolicy := func(host string) bool {
+		if pol == nil || pol.Match(host) {
+			return false
 		}
-		ips, err := q.opts.Resolver.LookupIP(ctx, host)
+		if pol.Mode == mtasts.Enforce {
+			last = tempf("4.7.5", "MTA-STS policy enforce: MX host %s is not in the policy of %s", host, w.dest)
+			return true
+		}
+		q.log.Warn("queue: MTA-STS policy testing: MX host not in policy", "domain", w.dest, "mx", host)
+		return false
+	}
+	for _, host := range w.route.hosts {
+		// DANE takes precedence over MTA-STS (RFC 8461 2), so with a chance of DANE
+		// the policy waits for the TLSA lookup.
+		if !w.route.dane && outsidePolicy(host) {
+			continue
+		}
+		ips, secure, err := w.lookupIP(ctx, host)
 		if err != nil || len(ips) == 0 {
 			if w.route.implicit && (err == nil || dnsx.IsNotFound(err)) {
 				last = permf(550, "5.1.2", "domain %s has no MX and no address", w.dest)
@@ -260,15 +287,26 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 			}
 			continue
 		}
+		var tlsa []dnsx.TLSA
+		if w.route.dane {
+			var f *failure
+			if tlsa, f = q.daneTLSA(ctx, q.opts.Resolver.(daneResolver), host, secure); f != nil {
+				last = f
+				continue
+			}
+			if tlsa == nil && outsidePolicy(host) {
+				continue
+			}
+		}
 		for _, ip := range ips {
 			if tries == maxConnects {
 				break
 			}
 			tries++
-			s, f := w.dial(ctx, j, host, ip, true)
+			s, f := w.dial(ctx, j, host, ip, tlsa, true)
 			if f != nil && f.plainRetry {
 				q.log.Info("queue: STARTTLS failed, retrying without TLS", "mx", host, "ip", ip, "err", f.msg)
-				s, f = w.dial(ctx, j, host, ip, false)
+				s, f = w.dial(ctx, j, host, ip, nil, false)
 			}
 			if f == nil {
 				return s, nil
@@ -289,9 +327,20 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 	return nil, last
 }
 
-// dial connects to one address of an MX host and sets up the session as the
-// destination's MTA-STS policy and the message's REQUIRETLS demand.
-func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tryTLS bool) (*session, *failure) {
+// lookupIP returns host's addresses and, when the route may use DANE, whether they
+// were DNSSEC-validated.
+func (w *worker) lookupIP(ctx context.Context, host string) ([]net.IP, bool, error) {
+	if w.route.dane {
+		return w.q.opts.Resolver.(daneResolver).LookupIPSecure(ctx, host)
+	}
+	ips, err := w.q.opts.Resolver.LookupIP(ctx, host)
+	return ips, false, err
+}
+
+// dial connects to one address of an MX host and sets up the session as the host's
+// usable TLSA records (DANE), else the destination's MTA-STS policy, and the
+// message's REQUIRETLS demand.
+func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tlsa []dnsx.TLSA, tryTLS bool) (*session, *failure) {
 	q := w.q
 	addr := net.JoinHostPort(ip.String(), strconv.Itoa(q.opts.RemotePort))
 	c, f := q.open(ctx, host, addr, nil)
@@ -303,14 +352,22 @@ func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tryTL
 		_ = c.Quit()
 		return nil, f
 	}
-	enforce := w.route.policy != nil && w.route.policy.Mode == mtasts.Enforce
-	mustVerify := enforce || j.entry.RequireTLS
+	dane := len(tlsa) > 0
+	policy := w.route.policy
+	if dane {
+		policy = nil // RFC 8461 2: DANE wins
+	}
+	enforce := policy != nil && policy.Mode == mtasts.Enforce
+	mustVerify := dane || enforce || j.entry.RequireTLS
 	if ok, _ := c.Extension("STARTTLS"); ok && tryTLS {
 		// Verify by hand after the handshake: opportunistic TLS still encrypts
 		// when the certificate is bad, and only a policy makes that fatal.
 		cfg := &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 		if err := c.StartTLS(ctx, cfg, q.opts.Hostname); err != nil {
 			_ = c.Close()
+			if dane {
+				return nil, tempf("4.7.5", "DANE: STARTTLS with %s failed: %v", host, err)
+			}
 			if enforce {
 				return nil, tempf("4.7.5", "MTA-STS policy enforce: STARTTLS with %s failed: %v", host, err)
 			}
@@ -320,10 +377,24 @@ func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tryTL
 		}
 		cs, _ := c.TLS()
 		s.tls = true
-		s.verifyErr = q.verify(cs, host)
+		if dane {
+			s.verifyErr = verifyDANE(cs, host, w.route.domain, tlsa)
+		} else {
+			s.verifyErr = q.verify(cs, host)
+		}
 		s.verified = s.verifyErr == nil
 	}
-	if w.route.policy != nil && !s.verified {
+	if dane && !s.verified {
+		switch {
+		case !s.tls:
+			return fail(tempf("4.7.5", "DANE: %s offers no STARTTLS", host))
+		case errors.Is(s.verifyErr, errNoTLSAMatch):
+			return fail(tempf("4.7.5", "DANE: certificate of %s matches no TLSA record", host))
+		default:
+			return fail(tempf("4.7.5", "DANE: certificate of %s not valid under its TLSA trust anchor: %v", host, s.verifyErr))
+		}
+	}
+	if policy != nil && !s.verified {
 		why := "offers no STARTTLS"
 		if s.tls {
 			why = "certificate for " + host + " not valid: " + s.verifyErr.Error()

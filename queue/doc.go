@@ -30,7 +30,18 @@
 // mtasts) in enforce mode restricts delivery to MX hosts it names, over TLS with a
 // certificate valid for the MX name; anything less is a temporary failure naming the
 // reason. REQUIRETLS messages need a verified certificate and a peer announcing
-// REQUIRETLS. DANE is not implemented.
+// REQUIRETLS (a DANE-verified one counts).
+//
+// DANE (RFC 7672) takes precedence over MTA-STS. When the Resolver can say which
+// answers were DNSSEC-validated (*dnsx.Resolver can) and the MX RRset (for the
+// implicit MX, the domain's addresses), the MX host's addresses and its TLSA records
+// at _<port>._tcp.<host> all validate, STARTTLS is mandatory and the certificate must
+// match a DANE-EE record (names and dates ignored) or chain, with the MX host or the
+// domain as name, to a certificate matching a DANE-TA record. PKIX usages and
+// malformed records are ignored; with no usable record the host is treated as one
+// without DANE. A mismatch, a missing STARTTLS or a failed TLSA lookup is a
+// temporary failure naming the reason. Trusting the AD bit assumes a validating
+// resolver on a trusted path.
 //
 // # Durability
 //

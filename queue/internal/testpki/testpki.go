@@ -57,6 +57,18 @@ func (ca *CA) Leaf(t testing.TB, names ...string) tls.Certificate {
 	return issue(t, ca.cert, ca.key, names)
 }
 
+// Cert returns the CA's certificate.
+func (ca *CA) Cert() *x509.Certificate { return ca.cert }
+
+// LeafWithCA is Leaf with the CA's certificate sent after the leaf's, as servers
+// whose DANE-TA record names their CA must send it.
+func (ca *CA) LeafWithCA(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	c := issue(t, ca.cert, ca.key, names)
+	c.Certificate = append(c.Certificate, ca.cert.Raw)
+	return c
+}
+
 // SelfSigned returns a certificate for names signed by nobody anyone trusts, like
 // the default certificate of many mail servers.
 func SelfSigned(t testing.TB, names ...string) tls.Certificate {
