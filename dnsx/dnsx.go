@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -171,28 +170,8 @@ func (r *Resolver) exchange(ctx context.Context, msg *dns.Msg, server string) (*
 // no MX records yields an empty list (the caller uses the implicit MX, the domain
 // itself); a null MX yields ErrNullMX.
 func (r *Resolver) LookupMX(ctx context.Context, domain string) ([]*net.MX, error) {
-	a, err := r.query(ctx, domain, dns.TypeMX)
-	if err != nil {
-		return nil, err
-	}
-	var mxs []*net.MX
-	null := false
-	for _, rr := range a.rrs {
-		mx := rr.(*dns.MX)
-		if mx.Mx == "." {
-			null = true
-			continue
-		}
-		mxs = append(mxs, &net.MX{Host: mx.Mx, Pref: mx.Preference})
-	}
-	// A null MX must be the only record (RFC 7505 3); if it is mixed with real
-	// hosts, the hosts are the better guess at what the owner wants.
-	if null && len(mxs) == 0 {
-		return nil, ErrNullMX
-	}
-	rand.Shuffle(len(mxs), func(i, j int) { mxs[i], mxs[j] = mxs[j], mxs[i] })
-	slices.SortStableFunc(mxs, func(a, b *net.MX) int { return int(a.Pref) - int(b.Pref) })
-	return mxs, nil
+	mxs, _, err := r.LookupMXSecure(ctx, domain)
+	return mxs, err
 }
 
 // LookupTXT returns the TXT records of name, each record's strings joined together

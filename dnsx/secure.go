@@ -29,6 +29,8 @@ func (r *Resolver) LookupMXSecure(ctx context.Context, domain string) ([]*net.MX
 		}
 		mxs = append(mxs, &net.MX{Host: mx.Mx, Pref: mx.Preference})
 	}
+	// A null MX must be the only record (RFC 7505 3); if it is mixed with real
+	// hosts, the hosts are the better guess at what the owner wants.
 	if null && len(mxs) == 0 {
 		return nil, a.secure, ErrNullMX
 	}
