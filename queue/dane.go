@@ -56,9 +56,10 @@ func usableTLSA(recs []dnsx.TLSA) []dnsx.TLSA {
 
 // daneTLSA returns the usable TLSA records of host when the DANE lookups apply:
 // the MX RRset (secure) and host's addresses (ipSecure) were validated and so is the
-// TLSA answer. nil means no DANE for host; a failure means the host must not be used
-// now, since a TLSA answer that cannot be had may be an attacker's doing (RFC 7672
-// 2.2).
+// TLSA answer. nil means no DANE for host; an empty, non-nil list means records
+// exist but none is usable, which still makes TLS mandatory, unauthenticated (RFC
+// 7672 2.2); a failure means the host must not be used now, since a TLSA answer that
+// cannot be had may be an attacker's doing (RFC 7672 2.2).
 func (q *Queue) daneTLSA(ctx context.Context, dr daneResolver, host string, secure bool) ([]dnsx.TLSA, *failure) {
 	if !secure {
 		return nil, nil
@@ -73,7 +74,11 @@ func (q *Queue) daneTLSA(ctx context.Context, dr daneResolver, host string, secu
 	case !ok:
 		return nil, nil
 	}
-	return usableTLSA(recs), nil
+	usable := usableTLSA(recs)
+	if usable == nil && len(recs) > 0 {
+		usable = []dnsx.TLSA{}
+	}
+	return usable, nil
 }
 
 // errNoTLSAMatch is the verification error when no TLSA record fits the peer.

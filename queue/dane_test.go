@@ -130,10 +130,17 @@ func TestDANE(t *testing.T) {
 			delivered: true, conn: "unverified",
 		},
 		{
-			name:      "PKIX-EE only is ignored",
+			name:      "PKIX-EE only: TLS without authentication",
 			cert:      selfSigned,
 			tlsa:      func(_ *testpki.CA, c *tls.Certificate) []string { return []string{tlsaRR(1, 1, 1, c.Leaf)} },
 			delivered: true, conn: "unverified",
+		},
+		{
+			// RFC 7672 2.2: records that are all unusable still make TLS mandatory.
+			name:   "PKIX-EE only and no STARTTLS",
+			cert:   func(*testpki.CA) *tls.Certificate { return nil },
+			tlsa:   func(*testpki.CA, *tls.Certificate) []string { return []string{tlsaRR(1, 1, 1, other)} },
+			reason: "DANE: mx.b.test publishes TLSA records (none usable) but offers no STARTTLS",
 		},
 		{
 			name:      "DANE takes precedence over MTA-STS",

@@ -294,7 +294,7 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 				last = f
 				continue
 			}
-			if tlsa == nil && outsidePolicy(host) {
+			if len(tlsa) == 0 && outsidePolicy(host) {
 				continue
 			}
 		}
@@ -353,6 +353,9 @@ func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tlsa 
 		return nil, f
 	}
 	dane := len(tlsa) > 0
+	// TLSA records that are all unusable still demand TLS, only not authenticated
+	// (RFC 7672 2.2): no plain-text retry, no session without STARTTLS.
+	mandatoryTLS := tlsa != nil
 	policy := w.route.policy
 	if dane {
 		policy = nil // RFC 8461 2: DANE wins
@@ -365,7 +368,7 @@ func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tlsa 
 		cfg := &tls.Config{ServerName: host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
 		if err := c.StartTLS(ctx, cfg, q.opts.Hostname); err != nil {
 			_ = c.Close()
-			if dane {
+			if mandatoryTLS {
 				return nil, tempf("4.7.5", "DANE: STARTTLS with %s failed: %v", host, err)
 			}
 			if enforce {
@@ -383,6 +386,9 @@ func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tlsa 
 			s.verifyErr = q.verify(cs, host)
 		}
 		s.verified = s.verifyErr == nil
+	}
+	if mandatoryTLS && !dane && !s.tls {
+		return fail(tempf("4.7.5", "DANE: %s publishes TLSA records (none usable) but offers no STARTTLS", host))
 	}
 	if dane && !s.verified {
 		switch {

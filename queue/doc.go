@@ -38,8 +38,9 @@
 // at _<port>._tcp.<host> all validate, STARTTLS is mandatory and the certificate must
 // match a DANE-EE record (names and dates ignored) or chain, with the MX host or the
 // domain as name, to a certificate matching a DANE-TA record. PKIX usages and
-// malformed records are ignored; with no usable record the host is treated as one
-// without DANE. A mismatch, a missing STARTTLS or a failed TLSA lookup is a
+// malformed records are ignored; with validated records of which none is usable,
+// STARTTLS is still mandatory but not authenticated (RFC 7672 2.2), and MTA-STS
+// applies as without DANE. A mismatch, a missing STARTTLS or a failed TLSA lookup is a
 // temporary failure naming the reason. Trusting the AD bit assumes a validating
 // resolver on a trusted path.
 //
