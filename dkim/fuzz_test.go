@@ -1,40 +1,10 @@
 package dkim
 
 import (
-	"bufio"
-	"bytes"
-	"net/textproto"
+	"github.com/coibox/coibox/internal/testutil"
 	"strings"
 	"testing"
 )
-
-// goMsgauthFieldNames reads the header the way go-msgauth's readHeader does, as the
-// oracle headerFields must agree with: Verify pairs its n-th DKIM-Signature with
-// go-msgauth's n-th verification.
-func goMsgauthFieldNames(msg []byte) ([]string, bool) {
-	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg)))
-	var raw []string
-	for {
-		l, err := tr.ReadLine()
-		if err != nil {
-			return nil, false
-		}
-		if l == "" {
-			break
-		}
-		if len(raw) > 0 && (l[0] == ' ' || l[0] == '\t') {
-			raw[len(raw)-1] += "\r\n" + l
-			continue
-		}
-		raw = append(raw, l)
-	}
-	names := make([]string, len(raw))
-	for i, f := range raw {
-		k, _, _ := strings.Cut(f, ":")
-		names[i] = strings.TrimSpace(k)
-	}
-	return names, true
-}
 
 func FuzzHeaderFields(f *testing.F) {
 	f.Add([]byte(testMsg))
@@ -43,7 +13,7 @@ func FuzzHeaderFields(f *testing.F) {
 	f.Add([]byte(" leading continuation\r\nno colon\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		fields, complete := headerFields(msg)
-		want, ok := goMsgauthFieldNames(msg)
+		want, ok := testutil.HeaderFieldNames(msg)
 		if complete != ok {
 			t.Fatalf("complete = %v, go-msgauth reads %v", complete, ok)
 		}

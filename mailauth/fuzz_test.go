@@ -1,9 +1,8 @@
 package mailauth
 
 import (
-	"bufio"
 	"bytes"
-	"net/textproto"
+	"github.com/coibox/coibox/internal/testutil"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -17,7 +16,7 @@ func FuzzScanHeader(f *testing.F) {
 	f.Add([]byte(" cont\r\nno colon\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		fields, complete := scanHeader(msg)
-		names, ok := textprotoNames(msg)
+		names, ok := testutil.HeaderFieldNames(msg)
 		if complete != ok {
 			t.Fatalf("complete = %v, textproto says %v", complete, ok)
 		}
@@ -43,31 +42,6 @@ func FuzzScanHeader(f *testing.F) {
 			}
 		}
 	})
-}
-
-func textprotoNames(msg []byte) ([]string, bool) {
-	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(msg)))
-	var raw []string
-	for {
-		l, err := tr.ReadLine()
-		if err != nil {
-			return nil, false
-		}
-		if l == "" {
-			break
-		}
-		if len(raw) > 0 && (l[0] == ' ' || l[0] == '\t') {
-			raw[len(raw)-1] += "\r\n" + l
-			continue
-		}
-		raw = append(raw, l)
-	}
-	names := make([]string, len(raw))
-	for i, f := range raw {
-		k, _, _ := strings.Cut(f, ":")
-		names[i] = strings.TrimSpace(k)
-	}
-	return names, true
 }
 
 // FuzzStripForged checks that stripping removes exactly our fields, keeps everything

@@ -153,12 +153,7 @@ type imapTarget struct {
 }
 
 func runIMAP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("imap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), imapUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("imap", imapUsage, stderr)
 	var f imapFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {

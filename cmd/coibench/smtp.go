@@ -136,12 +136,7 @@ type smtpReport struct {
 }
 
 func runSMTP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("smtp", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), smtpUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("smtp", smtpUsage, stderr)
 	var f smtpFlags
 	f.register(fs)
 	if err := parseFlags(fs, args); err != nil {

@@ -194,6 +194,8 @@ func (w *Writer) addressList(l []imap.Address) {
 	w.bw.WriteByte(')')
 }
 
+// params writes a parenthesised key-value list in sorted key order, or NIL when
+// empty: body parameters and the ID response share the form.
 func (w *Writer) params(p map[string]string) {
 	if len(p) == 0 {
 		w.bw.WriteString("NIL")

@@ -3,7 +3,6 @@ package wire
 import (
 	"bufio"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -588,23 +587,6 @@ func (w *Writer) QuotaRoot(mailbox string, roots ...string) {
 // for an empty map.
 func (w *Writer) ID(params map[string]string) {
 	w.bw.WriteString("* ID ")
-	if len(params) == 0 {
-		w.bw.WriteString("NIL\r\n")
-		return
-	}
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	w.bw.WriteByte('(')
-	for i, k := range keys {
-		if i > 0 {
-			w.bw.WriteByte(' ')
-		}
-		w.String(k)
-		w.bw.WriteByte(' ')
-		w.String(params[k])
-	}
-	w.bw.WriteString(")\r\n")
+	w.params(params)
+	w.bw.WriteString("\r\n")
 }
