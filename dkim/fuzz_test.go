@@ -1,9 +1,10 @@
 package dkim
 
 import (
-	"github.com/coibox/coibox/internal/testutil"
 	"strings"
 	"testing"
+
+	"github.com/coibox/coibox/internal/testutil"
 )
 
 func FuzzHeaderFields(f *testing.F) {

@@ -2,10 +2,11 @@ package mailauth
 
 import (
 	"bytes"
-	"github.com/coibox/coibox/internal/testutil"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/coibox/coibox/internal/testutil"
 )
 
 // FuzzScanHeader checks scanHeader against the way go-msgauth reads a header (the
