@@ -116,7 +116,7 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 	if lim != nil {
 		lim.Succeed(s.ip)
 	}
-	if !srv.claimAccount(acc.ID) {
+	if !srv.claimAccount(s, acc.ID) {
 		return no(wire.CodeLimit, "Too many connections for this account (limit %d)", srv.lim.MaxConnsPerAccount)
 	}
 	s.loginMetric(true)

@@ -14,6 +14,20 @@ import (
 // life of a mailbox. sumCache keeps them for recently used mailboxes, so FETCH
 // ENVELOPE and header SEARCH over a large mailbox read no rows at all once warm
 // (reading 10,000 rows costs tens of milliseconds; the cache, one).
+//
+// The cache is shared by every session of every account, so its key must name one
+// mailbox for the life of the database: boxKey is the mailbox's row id, which the
+// store never reuses (schema migration 2), together with its account and
+// UIDVALIDITY, so that even a reused id would miss rather than answer with another
+// mailbox's messages. When the store deletes a mailbox or an account, drop frees
+// their entries (Server wires it to store.OnRemoved).
+
+// boxKey names one mailbox incarnation.
+type boxKey struct {
+	account     int64
+	mailbox     int64
+	uidValidity uint32
+}
 
 // sumEntry is one message's immutable data.
 type sumEntry struct {
@@ -35,26 +49,26 @@ type boxCache struct {
 // evicted, least recently used first.
 type sumCache struct {
 	mu    sync.Mutex
-	boxes map[int64]*boxCache
+	boxes map[boxKey]*boxCache
 	bytes int64
 	max   int64
 	clock uint64
 }
 
 func newSumCache(max int64) *sumCache {
-	return &sumCache{boxes: map[int64]*boxCache{}, max: max}
+	return &sumCache{boxes: map[boxKey]*boxCache{}, max: max}
 }
 
 const entryOverhead = 48 // bytes per entry besides the summary, for accounting
 
 // get returns the entries of uids (ascending), in the same order, reading the
 // messages the cache lacks from the store.
-func (c *sumCache) get(ctx context.Context, st *store.Store, mailboxID int64, uids []uint32) ([]sumEntry, error) {
+func (c *sumCache) get(ctx context.Context, st *store.Store, key boxKey, uids []uint32) ([]sumEntry, error) {
 	c.mu.Lock()
-	b := c.boxes[mailboxID]
+	b := c.boxes[key]
 	if b == nil {
 		b = &boxCache{}
-		c.boxes[mailboxID] = b
+		c.boxes[key] = b
 	}
 	c.clock++
 	b.used = c.clock
@@ -84,7 +98,7 @@ func (c *sumCache) get(ctx context.Context, st *store.Store, mailboxID int64, ui
 		scan = missing
 	}
 	loaded := map[uint32]sumEntry{}
-	err := st.ScanMessages(ctx, mailboxID, scan, func(m *store.Message) error {
+	err := st.ScanMessages(ctx, key.mailbox, scan, func(m *store.Message) error {
 		e := sumEntry{date: m.InternalDate.Unix(), size: m.Size, ok: true}
 		if len(m.Summary) > 0 {
 			e.sum = append([]byte(nil), m.Summary...)
@@ -103,7 +117,7 @@ func (c *sumCache) get(ctx context.Context, st *store.Store, mailboxID int64, ui
 		}
 	}
 	b.mu.Unlock()
-	c.account(mailboxID, b, delta)
+	c.account(key, b, delta)
 	return out, nil
 }
 
@@ -156,7 +170,7 @@ func (b *boxCache) merge(loaded map[uint32]sumEntry, wanted []uint32) int64 {
 }
 
 // account records a box's growth and evicts least recently used boxes over the bound.
-func (c *sumCache) account(id int64, b *boxCache, delta int64) {
+func (c *sumCache) account(id boxKey, b *boxCache, delta int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.boxes[id] != b {
@@ -164,7 +178,7 @@ func (c *sumCache) account(id int64, b *boxCache, delta int64) {
 	}
 	c.bytes += delta
 	for c.bytes > c.max && len(c.boxes) > 1 {
-		var victim int64
+		var victim boxKey
 		var vb *boxCache
 		for k, x := range c.boxes {
 			if x != b && (vb == nil || x.used < vb.used) {
@@ -181,5 +195,30 @@ func (c *sumCache) account(id int64, b *boxCache, delta int64) {
 		// One mailbox larger than the whole bound: do not keep it.
 		delete(c.boxes, id)
 		c.bytes -= b.bytes.Load()
+	}
+}
+
+// drop forgets the mailboxes the store deleted, and every mailbox of the accounts it
+// deleted. A get that was reading one of them meanwhile finds its box gone in
+// account and keeps nothing.
+func (c *sumCache) drop(r store.Removed) {
+	if len(r.Accounts) == 0 && len(r.Mailboxes) == 0 {
+		return
+	}
+	accounts := make(map[int64]bool, len(r.Accounts))
+	for _, id := range r.Accounts {
+		accounts[id] = true
+	}
+	boxes := make(map[int64]bool, len(r.Mailboxes))
+	for _, id := range r.Mailboxes {
+		boxes[id] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, b := range c.boxes {
+		if accounts[k.account] || boxes[k.mailbox] {
+			delete(c.boxes, k)
+			c.bytes -= b.bytes.Load()
+		}
 	}
 }

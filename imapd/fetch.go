@@ -151,7 +151,7 @@ func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int
 	v := s.sel
 	o := &fa.Options
 	uids := v.uidsOf(idx)
-	ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, uids)
+	ents, err := s.srv.cache.get(ctx, s.srv.st, s.cacheKey(), uids)
 	if err != nil {
 		return false, err
 	}

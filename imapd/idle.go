@@ -32,7 +32,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *wire.Command) error {
 	lim := s.srv.lim
 	_ = s.conn.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 	if s.stopping.Load() {
-		s.bye("Server shutting down")
+		s.bye(s.stopReason())
 		return errClose
 	}
 	lines := make(chan lineResult, 1)
@@ -82,7 +82,7 @@ func (s *session) cmdIdle(ctx context.Context, cmd *wire.Command) error {
 				}
 				switch {
 				case s.stopping.Load():
-					s.bye("Server shutting down")
+					s.bye(s.stopReason())
 				case isTimeout(lr.err):
 					s.bye("Autologout: idle for too long")
 				}

@@ -194,7 +194,7 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 	}
 	if !needs.modseq {
 		uids := v.msgs.appendUIDs(nil, 0, v.msgs.len())
-		ents, err := s.srv.cache.get(ctx, s.srv.st, v.id, uids)
+		ents, err := s.srv.cache.get(ctx, s.srv.st, s.cacheKey(), uids)
 		if err != nil {
 			return nil, 0, err
 		}

@@ -25,6 +25,11 @@ type selected struct {
 	tab         flagTable
 }
 
+// cacheKey names the selected mailbox in the server's summary cache.
+func (s *session) cacheKey() boxKey {
+	return boxKey{account: s.acc.ID, mailbox: s.sel.id, uidValidity: s.sel.uidValidity}
+}
+
 // msgView holds the messages of a view compactly: index i (sequence number i+1) has a
 // UID and an interned flag set. UIDs are kept as runs of consecutive UIDs and flag
 // sets as runs of equal sets, so a real mailbox (UIDs mostly consecutive, neighbours

@@ -196,7 +196,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	perIP     map[netip.Addr]int
-	perAcct   map[int64]int
+	perAcct   map[int64]map[*session]struct{} // logged-in sessions by account id
 	closing   bool
 	done      chan struct{} // closed when closing and no session is left
 	fails     accountFailures
@@ -218,11 +218,14 @@ func New(opts Options) *Server {
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
 		perIP:     map[netip.Addr]int{},
-		perAcct:   map[int64]int{},
+		perAcct:   map[int64]map[*session]struct{}{},
 		done:      make(chan struct{}),
 	}
 	s.fails.init()
 	s.cache = newSumCache(s.lim.SummaryCache)
+	if s.st != nil {
+		s.st.OnRemoved(s.removed)
+	}
 	s.writer.New = func() any { return wire.NewWriter(nil) }
 	return s
 }
@@ -351,7 +354,7 @@ func (s *Server) removeSession(sess *session) {
 		delete(s.perIP, sess.ip)
 	}
 	if sess.acc != nil {
-		s.releaseAccount(sess.acc.ID)
+		s.releaseAccount(sess)
 	}
 	if s.closing && len(s.sessions) == 0 {
 		select {
@@ -363,20 +366,43 @@ func (s *Server) removeSession(sess *session) {
 }
 
 // claimAccount counts a login; it fails when the account has too many connections.
-func (s *Server) claimAccount(id int64) bool {
+func (s *Server) claimAccount(sess *session, id int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perAcct[id] >= s.lim.MaxConnsPerAccount {
+	m := s.perAcct[id]
+	if len(m) >= s.lim.MaxConnsPerAccount {
 		return false
 	}
-	s.perAcct[id]++
+	if m == nil {
+		m = map[*session]struct{}{}
+		s.perAcct[id] = m
+	}
+	m[sess] = struct{}{}
 	return true
 }
 
 // releaseAccount is called with s.mu held.
-func (s *Server) releaseAccount(id int64) {
-	if s.perAcct[id]--; s.perAcct[id] <= 0 {
-		delete(s.perAcct, id)
+func (s *Server) releaseAccount(sess *session) {
+	id := sess.acc.ID
+	if m := s.perAcct[id]; m != nil {
+		delete(m, sess)
+		if len(m) == 0 {
+			delete(s.perAcct, id)
+		}
+	}
+}
+
+// removed hears from the store that accounts or mailboxes are gone: their cached
+// summaries are freed, and the sessions of a deleted account are told goodbye (a
+// session whose selected mailbox was deleted says so itself at its next update).
+func (s *Server) removed(r store.Removed) {
+	s.cache.drop(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range r.Accounts {
+		for sess := range s.perAcct[id] {
+			sess.interruptWith("The account was deleted")
+		}
 	}
 }
 

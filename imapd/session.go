@@ -37,6 +37,7 @@ const preAuthLiteral = 8 << 10
 // session is one client connection.
 type session struct {
 	srv  *Server
+	raw  net.Conn // the TCP connection, fixed for the session's life
 	conn net.Conn // the TCP or TLS connection
 	ip   netip.Addr
 	log  *slog.Logger
@@ -61,6 +62,7 @@ type session struct {
 	flagPend []flagChange // flag sets FETCH reported, for the view (applyFlagPend)
 
 	stopping atomic.Bool
+	stopText atomic.Pointer[string] // why, for the BYE; nil: the server shuts down
 }
 
 // deadlineWriter gives every write to the client a deadline, so a client that stops
@@ -81,7 +83,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, implicitTLS bool) {
 		m(1)
 		defer m(-1)
 	}
-	sess := &session{srv: s, conn: c, ip: remoteIP(c)}
+	sess := &session{srv: s, raw: c, conn: c, ip: remoteIP(c)}
 	sess.log = s.log.With("remote", c.RemoteAddr().String())
 	if err := s.addSession(sess); err != nil {
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
@@ -118,7 +120,23 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, implicitTLS bool) {
 // session sends BYE after its running command.
 func (s *session) interrupt() {
 	s.stopping.Store(true)
-	_ = s.conn.SetReadDeadline(time.Now())
+	// The raw connection: conn changes at STARTTLS, on the session's goroutine, and a
+	// TLS connection's deadline is its TCP connection's anyway.
+	_ = s.raw.SetReadDeadline(time.Now())
+}
+
+// interruptWith is interrupt with the text of the BYE.
+func (s *session) interruptWith(text string) {
+	s.stopText.Store(&text)
+	s.interrupt()
+}
+
+// stopReason is the text of the BYE an interrupted session sends.
+func (s *session) stopReason() string {
+	if t := s.stopText.Load(); t != nil {
+		return *t
+	}
+	return "Server shutting down"
 }
 
 // wr returns the session's writer, borrowing one from the server's pool if needed.
@@ -170,7 +188,7 @@ func (s *session) run(ctx context.Context) {
 		s.release()
 		_ = s.conn.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 		if s.stopping.Load() {
-			s.bye("Server shutting down")
+			s.bye(s.stopReason())
 			return
 		}
 		cmd, err := s.r.ReadCommand(ctx)
@@ -185,7 +203,7 @@ func (s *session) run(ctx context.Context) {
 			}
 			switch {
 			case s.stopping.Load():
-				s.bye("Server shutting down")
+				s.bye(s.stopReason())
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				s.bye("Autologout: idle for too long")
 			}

@@ -261,6 +261,14 @@ func (s *Store) DeleteAccount(ctx context.Context, address string) error {
 }
 
 func (t *Tx) deleteAccount(id int64) error {
+	rows, err := t.query("SELECT id FROM mailboxes WHERE account_id = ?", id)
+	if err != nil {
+		return err
+	}
+	boxes, err := scanIDs(rows)
+	if err != nil {
+		return err
+	}
 	// Release body references first; ON DELETE CASCADE would drop message rows
 	// without touching the refcounts.
 	if _, err := t.exec(`UPDATE bodies SET refcount = refcount - (SELECT count(*) FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id WHERE m.body_id = bodies.id AND b.account_id = ?)
@@ -279,6 +287,7 @@ func (t *Tx) deleteAccount(id int64) error {
 	if _, err := t.exec("DELETE FROM bodies WHERE refcount <= 0"); err != nil {
 		return err
 	}
+	t.removedAccount(id, boxes)
 	t.touch(id)
 	return nil
 }

@@ -194,8 +194,11 @@ func (s *Store) DeleteMailbox(ctx context.Context, accountID int64, name string)
 		if _, err := t.exec("DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ?", accountID, m.ID); err != nil {
 			return err
 		}
-		_, err = t.exec("DELETE FROM mailboxes WHERE id = ?", m.ID)
-		return err
+		if _, err = t.exec("DELETE FROM mailboxes WHERE id = ?", m.ID); err != nil {
+			return err
+		}
+		t.removedMailbox(m.ID)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete mailbox %q: %w", name, err)

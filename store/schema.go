@@ -114,32 +114,157 @@ CREATE TABLE queue_rcpts (
 CREATE INDEX queue_rcpts_due ON queue_rcpts (state, next_attempt);
 CREATE INDEX queue_rcpts_queue ON queue_rcpts (queue_id, state);
 `,
+	// 2: row ids that are never reused (issue 7). SQLite gives an INTEGER PRIMARY KEY
+	// without AUTOINCREMENT the highest id plus one, so after the newest mailbox (or
+	// account, domain, queue recipient) was deleted the next one got its id, and
+	// whatever was keyed by that id in memory (the IMAP summary cache, sessions,
+	// in-flight queue deliveries) described the new row with the old one's data.
+	// AUTOINCREMENT makes each id unique for the life of the database. SQLite cannot
+	// add it to a table, so each table is rebuilt (the recipe of the ALTER TABLE
+	// documentation, section 7: new table, copy, drop, rename) with foreign keys off;
+	// the sequences start above every id still named anywhere, so an id that was
+	// freed before this migration is not handed out again either. messages and bodies
+	// keep plain row ids: their ids never leave the store and no cache is keyed by them.
+	`
+CREATE TABLE domains_new (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	name       TEXT NOT NULL UNIQUE,
+	chatmail   INTEGER NOT NULL DEFAULT 0,
+	created    INTEGER NOT NULL
+);
+INSERT INTO domains_new SELECT id, name, chatmail, created FROM domains;
+DROP TABLE domains;
+ALTER TABLE domains_new RENAME TO domains;
+
+CREATE TABLE accounts_new (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	address       TEXT NOT NULL UNIQUE,
+	domain_id     INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+	password_hash TEXT NOT NULL,
+	quota_bytes   INTEGER NOT NULL DEFAULT -1,
+	quota_msgs    INTEGER NOT NULL DEFAULT 0,
+	used_bytes    INTEGER NOT NULL DEFAULT 0,
+	used_msgs     INTEGER NOT NULL DEFAULT 0,
+	enforce_e2ee_incoming INTEGER NOT NULL DEFAULT 0,
+	coi_filing    INTEGER NOT NULL DEFAULT 0,
+	last_login_day INTEGER NOT NULL DEFAULT 0,
+	uidvalidity_last INTEGER NOT NULL DEFAULT 0,
+	created       INTEGER NOT NULL
+);
+INSERT INTO accounts_new SELECT id, address, domain_id, password_hash, quota_bytes, quota_msgs, used_bytes, used_msgs,
+	enforce_e2ee_incoming, coi_filing, last_login_day, uidvalidity_last, created FROM accounts;
+DROP TABLE accounts;
+ALTER TABLE accounts_new RENAME TO accounts;
+
+CREATE TABLE mailboxes_new (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name          TEXT NOT NULL,
+	special_use   TEXT NOT NULL DEFAULT '',
+	subscribed    INTEGER NOT NULL DEFAULT 1,
+	uidvalidity   INTEGER NOT NULL,
+	uidnext       INTEGER NOT NULL DEFAULT 1,
+	highestmodseq INTEGER NOT NULL DEFAULT 1,
+	msg_count     INTEGER NOT NULL DEFAULT 0,
+	msg_unseen    INTEGER NOT NULL DEFAULT 0,
+	msg_deleted   INTEGER NOT NULL DEFAULT 0,
+	msg_size      INTEGER NOT NULL DEFAULT 0,
+	UNIQUE (account_id, name)
+);
+INSERT INTO mailboxes_new SELECT id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq,
+	msg_count, msg_unseen, msg_deleted, msg_size FROM mailboxes;
+DROP TABLE mailboxes;
+ALTER TABLE mailboxes_new RENAME TO mailboxes;
+
+CREATE TABLE queue_rcpts_new (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	queue_id     INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+	rcpt         TEXT NOT NULL,
+	domain       TEXT NOT NULL,
+	state        TEXT NOT NULL DEFAULT 'pending',
+	attempts     INTEGER NOT NULL DEFAULT 0,
+	next_attempt INTEGER NOT NULL,
+	last_error   TEXT NOT NULL DEFAULT '',
+	delay_notified INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO queue_rcpts_new SELECT id, queue_id, rcpt, domain, state, attempts, next_attempt, last_error, delay_notified FROM queue_rcpts;
+DROP TABLE queue_rcpts;
+ALTER TABLE queue_rcpts_new RENAME TO queue_rcpts;
+CREATE INDEX queue_rcpts_due ON queue_rcpts (state, next_attempt);
+CREATE INDEX queue_rcpts_queue ON queue_rcpts (queue_id, state);
+
+-- Every id still named by another row counts as used. (sqlite_sequence has no key:
+-- delete, then insert.)
+DELETE FROM sqlite_sequence WHERE name IN ('domains', 'accounts', 'mailboxes', 'queue_rcpts');
+INSERT INTO sqlite_sequence (name, seq) VALUES
+	('domains', (SELECT max(coalesce((SELECT max(id) FROM domains), 0), coalesce((SELECT max(domain_id) FROM accounts), 0)))),
+	('accounts', (SELECT max(coalesce((SELECT max(id) FROM accounts), 0), coalesce((SELECT max(account_id) FROM mailboxes), 0),
+		coalesce((SELECT max(account_id) FROM metadata), 0), coalesce((SELECT max(account_id) FROM queue), 0)))),
+	('mailboxes', (SELECT max(coalesce((SELECT max(id) FROM mailboxes), 0), coalesce((SELECT max(mailbox_id) FROM messages), 0),
+		coalesce((SELECT max(mailbox_id) FROM expunged), 0), coalesce((SELECT max(mailbox_id) FROM metadata), 0)))),
+	('queue_rcpts', coalesce((SELECT max(id) FROM queue_rcpts), 0));
+`,
 }
 
+// rebuilds are the migrations (by number) that rebuild tables other tables refer to;
+// they run with foreign keys off, as SQLite requires for dropping such a table
+// without cascading, and check every reference before they commit.
+var rebuilds = map[int]bool{2: true}
+
 func migrate(ctx context.Context, db *sql.DB) error {
+	// One connection for the whole run: PRAGMA foreign_keys is per connection.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open migration connection: %w", err)
+	}
+	defer conn.Close()
 	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("database schema version %d is newer than this coibox (%d): upgrade coibox", version, len(migrations))
 	}
 	for i := version; i < len(migrations); i++ {
-		tx, err := db.BeginTx(ctx, nil)
+		if err := applyMigration(ctx, conn, i+1, migrations[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, conn *sql.Conn, n int, script string) error {
+	if rebuilds[n] {
+		// Cannot change inside a transaction; SQLite ignores it there.
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return fmt.Errorf("prepare migration %d: %w", n, err)
+		}
+		defer func() { _, _ = conn.ExecContext(context.Background(), "PRAGMA foreign_keys = ON") }()
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration %d: %w", n, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, script); err != nil {
+		return fmt.Errorf("apply migration %d: %w", n, err)
+	}
+	if rebuilds[n] {
+		rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
 		if err != nil {
-			return fmt.Errorf("begin migration %d: %w", i+1, err)
+			return fmt.Errorf("check migration %d: %w", n, err)
 		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("apply migration %d: %w", i+1, err)
+		bad := rows.Next()
+		rows.Close()
+		if bad {
+			return fmt.Errorf("check migration %d: a row refers to one that does not exist (run coibox verify on a backup)", n)
 		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("record migration %d: %w", i+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit migration %d: %w", i+1, err)
-		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", n)); err != nil {
+		return fmt.Errorf("record migration %d: %w", n, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration %d: %w", n, err)
 	}
 	return nil
 }

@@ -34,20 +34,21 @@ type Options struct {
 
 // Store is an open coibox database.
 type Store struct {
-	path   string
-	opts   Options
-	wdb    *sql.DB // exactly one connection: the writer
-	rdb    *sql.DB // query-only pool
-	writes chan *writeReq
-	quit   chan struct{}
-	done   chan struct{}
-	feed   feed
-	closed sync.Once
-	log    *slog.Logger
-	auth   authCache
-	wal    *os.File
-	reads  readStmts
-	stmts  map[string]*sql.Stmt // the writer's prepared statements; writer goroutine only
+	path        string
+	opts        Options
+	wdb         *sql.DB // exactly one connection: the writer
+	rdb         *sql.DB // query-only pool
+	writes      chan *writeReq
+	quit        chan struct{}
+	done        chan struct{}
+	feed        feed
+	closed      sync.Once
+	log         *slog.Logger
+	auth        authCache
+	wal         *os.File
+	reads       readStmts
+	stmts       map[string]*sql.Stmt // the writer's prepared statements; writer goroutine only
+	removeHooks removeHooks
 }
 
 // DBFile is the database's file name inside the data directory.
@@ -156,6 +157,7 @@ type Tx struct {
 	tx         *sql.Tx
 	ctx        context.Context
 	touched    map[int64]struct{}
+	removed    Removed // rows this batch deleted, for OnRemoved
 	stmts      map[string]*sql.Stmt
 	unprepared map[string]struct{}
 }
@@ -268,6 +270,7 @@ func (s *Store) writer() {
 type committed struct {
 	batch   []*writeReq
 	touched map[int64]struct{}
+	removed Removed
 	start   time.Time
 }
 
@@ -298,6 +301,10 @@ func (s *Store) syncer(in <-chan *committed, done chan<- struct{}) {
 		for _, c := range cs {
 			if s.opts.Observe != nil {
 				s.opts.Observe(len(c.batch), time.Since(c.start))
+			}
+			if err == nil && !c.removed.empty() {
+				// Before the pokes: a woken session must not find its old cache.
+				s.removeHooks.call(c.removed)
 			}
 			if err == nil {
 				// Poke after the data is durable and committed: a woken session must
@@ -370,8 +377,10 @@ func (s *Store) commit(batch []*writeReq) *committed {
 			r.err = fmt.Errorf("savepoint: %w", err)
 			continue
 		}
+		nAcc, nBox := len(t.removed.Accounts), len(t.removed.Mailboxes)
 		if err := r.fn(t); err != nil {
 			r.err = err
+			t.removed.Accounts, t.removed.Mailboxes = t.removed.Accounts[:nAcc], t.removed.Mailboxes[:nBox]
 			if _, rerr := t.exec("ROLLBACK TO w"); rerr != nil {
 				// The transaction is unusable: fail the whole batch.
 				_ = tx.Rollback()
@@ -387,7 +396,7 @@ func (s *Store) commit(batch []*writeReq) *committed {
 		return fail(fmt.Errorf("commit: %w", err))
 	}
 	s.prepareNew(t.unprepared)
-	return &committed{batch: batch, touched: t.touched, start: start}
+	return &committed{batch: batch, touched: t.touched, removed: t.removed, start: start}
 }
 
 // prepareNew prepares statements first seen in the last batch, while the writer's
