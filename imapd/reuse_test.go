@@ -261,3 +261,30 @@ func (e *testEnv) deliverRaw(acc *store.Account, mailbox, msg string) {
 		e.t.Fatalf("deliver: %v %v", err, res)
 	}
 }
+
+// TestAccountDeletedBye: the sessions of a deleted account are told goodbye at
+// once, idle or not, so none goes on with an account that no longer exists.
+func TestAccountDeletedBye(t *testing.T) {
+	e := newEnv(t)
+	e.addAccount("old@example.org")
+	del := map[string]func(){"delete": func() {
+		if err := e.st.DeleteAccount(context.Background(), "old@example.org"); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	e.transcript(t, greeting+`
+C: a1 LOGIN old@example.org password123
+S: a1 OK [CAPABILITY <*>] Logged in
+! delete
+S: * BYE The account was deleted
+`, del)
+	e.addAccount("old@example.org")
+	e.transcript(t, greeting+`
+C: a1 LOGIN old@example.org password123
+S: a1 OK [CAPABILITY <*>] Logged in
+`+selectLines("a2", "INBOX", 0)+`C: a3 IDLE
+S: + idling
+! delete
+S: * BYE The account was deleted
+`, del)
+}

@@ -762,7 +762,11 @@ func (s *session) update(ctx context.Context, force bool) error {
 	}
 	mb, changed, gone, err := s.srv.st.Changes(ctx, v.id, v.modseq)
 	if errors.Is(err, store.ErrNotFound) {
-		s.wr().StatusResponse("*", wire.BYE, "", "The selected mailbox was deleted by another session")
+		text := "The selected mailbox was deleted by another session"
+		if t := s.stopText.Load(); t != nil {
+			text = *t // the whole account went
+		}
+		s.wr().StatusResponse("*", wire.BYE, "", text)
 		_ = s.flush()
 		return errClose
 	}

@@ -23,4 +23,11 @@
 // After each commit the store pokes the change feed of every account the batch touched.
 // A session that wakes up reads the changes from the database, so it can only ever see
 // a message once it is committed and fetchable by every connection.
+//
+// Row ids that leave the store are never reused: domains, accounts, mailboxes and
+// queue recipients are AUTOINCREMENT tables (migration 2), so another package may key
+// a cache or a map on them for the life of the process without ever mistaking a new
+// row for a deleted one. Message and body ids stay internal. After a commit that
+// deleted mailboxes or accounts, OnRemoved hooks hear of it before the change feed is
+// poked, so caches free what they hold before any session wakes up.
 package store
