@@ -288,3 +288,42 @@ S: + idling
 S: * BYE The account was deleted
 `, del)
 }
+
+// TestReuseRename: RENAME onto an existing mailbox is refused (so no mailbox is
+// ever renamed over another), and a name freed by RENAME and created again is a
+// new mailbox whose answers are its own, while the renamed one keeps its message.
+func TestReuseRename(t *testing.T) {
+	e := newEnv(t)
+	e.transcript(t, greeting+`
+C: a1 LOGIN alice@example.org password123
+S: a1 OK [CAPABILITY <*>] Logged in
+C: a2 CREATE Secret
+S: a2 OK CREATE completed
+`+appendLines("a3", "Secret", "02-Nov-2026 09:00:00 +0000", secretMsg)+`S: a3 OK [APPENDUID <n> 1] APPEND completed
+`+selectLines("a4", "Secret", 1)+`C: a5 FETCH 1 (ENVELOPE)
+S: * 1 FETCH (ENVELOPE `+secretEnvelope+`)
+S: a5 OK FETCH completed
+C: a6 UNSELECT
+S: a6 OK UNSELECT completed
+C: a7 CREATE Other
+S: a7 OK CREATE completed
+C: a8 RENAME Secret Other
+S: a8 NO [ALREADYEXISTS] Mailbox already exists
+C: a9 RENAME Secret Kept
+S: a9 OK RENAME completed
+C: a10 LOGOUT
+S: * BYE Logging out
+S: a10 OK LOGOUT completed
+`, nil)
+	e.transcript(t, checkHarmless("alice@example.org", "Secret"), nil)
+	e.transcript(t, greeting+`
+C: c1 LOGIN alice@example.org password123
+S: c1 OK [CAPABILITY <*>] Logged in
+`+selectLines("c2", "Kept", 1)+`C: c3 FETCH 1 (ENVELOPE)
+S: * 1 FETCH (ENVELOPE `+secretEnvelope+`)
+S: c3 OK FETCH completed
+C: c4 LOGOUT
+S: * BYE Logging out
+S: c4 OK LOGOUT completed
+`, nil)
+}
