@@ -27,7 +27,10 @@ type Domain struct {
 	ID       int64
 	Name     string
 	Chatmail bool
-	Created  time.Time
+	// Profile is the domain's settings as package coi/profile encodes them; "" means
+	// the defaults for Chatmail.
+	Profile string
+	Created time.Time
 }
 
 // Account is a mailbox owner who logs in with an address and a password.
@@ -157,30 +160,43 @@ func scanIDs(rows *sql.Rows) ([]int64, error) {
 	return ids, rows.Err()
 }
 
+const domainCols = "id, name, chatmail, profile, created"
+
+func scanDomain(r rowScanner) (*Domain, error) {
+	var d Domain
+	var created int64
+	if err := r.Scan(&d.ID, &d.Name, &d.Chatmail, &d.Profile, &created); err != nil {
+		return nil, err
+	}
+	d.Created = time.Unix(created, 0)
+	return &d, nil
+}
+
 // Domains lists the served domains by name.
 func (s *Store) Domains(ctx context.Context) ([]Domain, error) {
-	return collect(ctx, s, "list domains", "SELECT id, name, chatmail, created FROM domains ORDER BY name", func(r rowScanner) (Domain, error) {
-		var d Domain
-		var created int64
-		err := r.Scan(&d.ID, &d.Name, &d.Chatmail, &created)
-		d.Created = time.Unix(created, 0)
-		return d, err
-	})
+	return collect(ctx, s, "list domains", "SELECT "+domainCols+" FROM domains ORDER BY name", deref(scanDomain))
 }
 
 // Domain looks a served domain up by name.
 func (s *Store) Domain(ctx context.Context, name string) (*Domain, error) {
-	var d Domain
-	var created int64
-	err := s.readRow(ctx, "SELECT id, name, chatmail, created FROM domains WHERE name = ?", Normalize(name)).Scan(&d.ID, &d.Name, &d.Chatmail, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
+	return readOne(ctx, s, "look up domain", scanDomain, "SELECT "+domainCols+" FROM domains WHERE name = ?", Normalize(name))
+}
+
+// DomainByID looks a served domain up by id.
+func (s *Store) DomainByID(ctx context.Context, id int64) (*Domain, error) {
+	return readOne(ctx, s, "look up domain", scanDomain, "SELECT "+domainCols+" FROM domains WHERE id = ?", id)
+}
+
+// SetDomainProfile replaces a domain's chatmail flag and profile text.
+func (s *Store) SetDomainProfile(ctx context.Context, name string, chatmail bool, profile string) error {
+	name = Normalize(name)
+	err := s.write(ctx, func(t *Tx) error {
+		return t.execOne("UPDATE domains SET chatmail = ?, profile = ? WHERE name = ?", chatmail, profile, name)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("look up domain: %w", err)
+		return fmt.Errorf("set profile of domain %s: %w", name, err)
 	}
-	d.Created = time.Unix(created, 0)
-	return &d, nil
+	return nil
 }
 
 // AddAccount creates an account with its default mailboxes. The domain must be served.

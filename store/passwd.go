@@ -81,14 +81,19 @@ func (c *authCache) check(hash, password string) (bool, error) {
 	}
 	ok, err := checkPassword(hash, password)
 	if ok {
-		c.mu.Lock()
-		if c.ok == nil || len(c.ok) > 100000 {
-			c.ok = map[[32]byte]struct{}{}
-		}
-		c.ok[k] = struct{}{}
-		c.mu.Unlock()
+		c.remember(hash, password)
 	}
 	return ok, err
+}
+
+// remember records a password known to match hash (one just set).
+func (c *authCache) remember(hash, password string) {
+	c.mu.Lock()
+	if c.ok == nil || len(c.ok) > 100000 {
+		c.ok = map[[32]byte]struct{}{}
+	}
+	c.ok[authKey(hash, password)] = struct{}{}
+	c.mu.Unlock()
 }
 
 // spendHashCost does an argon2 run whose result is thrown away, so a login for an

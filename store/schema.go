@@ -204,6 +204,17 @@ INSERT INTO sqlite_sequence (name, seq) VALUES
 		coalesce((SELECT max(mailbox_id) FROM expunged), 0), coalesce((SELECT max(mailbox_id) FROM metadata), 0)))),
 	('queue_rcpts', coalesce((SELECT max(id) FROM queue_rcpts), 0));
 `,
+	// 3: chat. A domain's profile (package coi/profile owns its text; '' is the
+	// defaults for its chatmail flag), and Delta Chat device tokens (chatmail spec §9).
+	`
+ALTER TABLE domains ADD COLUMN profile TEXT NOT NULL DEFAULT '';
+CREATE TABLE push_tokens (
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	token      TEXT NOT NULL,
+	last_set   INTEGER NOT NULL, -- unix seconds
+	PRIMARY KEY (account_id, token)
+) WITHOUT ROWID;
+`,
 }
 
 // rebuilds are the migrations (by number) that rebuild tables other tables refer to;
