@@ -128,7 +128,11 @@ type Options struct {
 	// MaxHops refuses messages with more Received fields, as a loop (default 50).
 	MaxHops    int
 	RcptChecks []RcptCheck
-	Checks     []Check
+	// SubmitChecks judge submitted messages before the built-in From rule, so that a
+	// stricter rule (a chatmail domain's From must equal MAIL FROM) answers first
+	// with its own reply.
+	SubmitChecks []Check
+	Checks       []Check
 	Logger     *slog.Logger
 	Metrics    *metrics.Metrics
 	// Queued, if set, is called after a delivery put something in the outbound
@@ -347,32 +351,40 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 	if h.received >= p.opts.MaxHops {
 		return nil, p.refuse(&m.Envelope, errTooManyHops(h.received))
 	}
+	m.Received = receivedField(m, p.opts.Hostname, p.opts.Now())
+	var header []string
+	var mailbox string
+	var flags []string
+	run := func(checks []Check) error {
+		for _, check := range checks {
+			v, err := check(ctx, m)
+			if err != nil {
+				return fmt.Errorf("check message %s: %w", m.ID, err)
+			}
+			if v == nil {
+				continue
+			}
+			if v.Reject != nil {
+				return p.refuse(&m.Envelope, v.Reject)
+			}
+			header = append(header, v.Header...)
+			if mailbox == "" {
+				mailbox = v.Mailbox
+			}
+			flags = append(flags, v.Flags...)
+		}
+		return nil
+	}
 	if m.Kind == Submission {
+		if err := run(p.opts.SubmitChecks); err != nil {
+			return nil, err
+		}
 		if err := p.checkFrom(ctx, m, h); err != nil {
 			return nil, err
 		}
 	}
-	m.Received = receivedField(m, p.opts.Hostname, p.opts.Now())
-
-	var header []string
-	var mailbox string
-	var flags []string
-	for _, check := range p.opts.Checks {
-		v, err := check(ctx, m)
-		if err != nil {
-			return nil, fmt.Errorf("check message %s: %w", m.ID, err)
-		}
-		if v == nil {
-			continue
-		}
-		if v.Reject != nil {
-			return nil, p.refuse(&m.Envelope, v.Reject)
-		}
-		header = append(header, v.Header...)
-		if mailbox == "" {
-			mailbox = v.Mailbox
-		}
-		flags = append(flags, v.Flags...)
+	if err := run(p.opts.Checks); err != nil {
+		return nil, err
 	}
 
 	d := &store.Delivery{Body: assemble(header, m.Received, m.Body)}

@@ -19,7 +19,14 @@ type Reply struct {
 	Reason string
 }
 
+// NoEnhanced is the Enhanced code of a reply sent without one, for texts peers match
+// exactly (chatmail's "523 Encryption Needed: …").
+var NoEnhanced = [3]int{-1, -1, -1}
+
 func (r *Reply) Error() string {
+	if r.Enhanced == NoEnhanced {
+		return fmt.Sprintf("%d %s", r.Code, r.Message)
+	}
 	return fmt.Sprintf("%d %d.%d.%d %s", r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Message)
 }
 

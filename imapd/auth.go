@@ -91,11 +91,13 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 		s.loginMetric(false)
 		return no(wire.CodeUnavailable, "Too many failed logins for this account; try again later")
 	}
-	auth := srv.opts.Authenticate
-	if auth == nil {
-		auth = srv.st.Authenticate
+	var acc *store.Account
+	var err error
+	if auth := srv.opts.Authenticate; auth != nil {
+		acc, err = auth(ctx, s.ip, user, pass)
+	} else {
+		acc, err = srv.st.Authenticate(ctx, user, pass)
 	}
-	acc, err := auth(ctx, user, pass)
 	if errors.Is(err, store.ErrAuthFailed) || errors.Is(err, store.ErrNotFound) {
 		var d time.Duration
 		if lim != nil {
@@ -107,7 +109,7 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 		sleep(ctx, d)
 		s.loginMetric(false)
 		s.log.Info("imap: login failed", "user", clip(name))
-		return no(wire.CodeAuthenticationFailed, "Invalid credentials")
+		return no(wire.CodeAuthenticationFailed, "Authentication failed.")
 	}
 	if err != nil {
 		s.log.Error("imap: login", "user", clip(name), "err", err)

@@ -202,9 +202,9 @@ func TestLoginLimits(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.AuthLimiter = lim })
 	e.transcript(t, greeting+`
 		C: a1 LOGIN alice@example.org wrong
-		S: a1 NO [AUTHENTICATIONFAILED] Invalid credentials
+		S: a1 NO [AUTHENTICATIONFAILED] Authentication failed.
 		C: a2 LOGIN alice@example.org wrong
-		S: a2 NO [AUTHENTICATIONFAILED] Invalid credentials
+		S: a2 NO [AUTHENTICATIONFAILED] Authentication failed.
 		C: a3 LOGIN alice@example.org password123
 		S: a3 NO [UNAVAILABLE] Too many failed logins from your address; try again later
 	`, nil)
@@ -215,14 +215,14 @@ func TestLoginLimits(t *testing.T) {
 		_ = i
 		e2.transcript(t, greeting+`
 			C: a1 LOGIN Alice@example.org wrong
-			S: a1 NO [AUTHENTICATIONFAILED] Invalid credentials
+			S: a1 NO [AUTHENTICATIONFAILED] Authentication failed.
 		`, nil)
 	}
 	e2.transcript(t, greeting+`
 		C: a1 LOGIN alice@example.org password123
 		S: a1 NO [UNAVAILABLE] Too many failed logins for this account; try again later
 		C: a2 LOGIN bob@example.org x
-		S: a2 NO [AUTHENTICATIONFAILED] Invalid credentials
+		S: a2 NO [AUTHENTICATIONFAILED] Authentication failed.
 	`, nil)
 }
 

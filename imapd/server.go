@@ -169,8 +169,9 @@ type Options struct {
 	// AuthLimiter limits failed logins per client address; nil: no per-address limit.
 	AuthLimiter AuthLimiter
 	// Authenticate replaces store.Authenticate for logins, e.g. to create chatmail
-	// accounts on first login; it returns store.ErrAuthFailed for a bad login.
-	Authenticate func(ctx context.Context, user, pass string) (*store.Account, error)
+	// accounts on first login (ip is the client's); it returns store.ErrAuthFailed
+	// for a bad login.
+	Authenticate func(ctx context.Context, ip netip.Addr, user, pass string) (*store.Account, error)
 	Logger       *slog.Logger
 	Metrics      Metrics
 	// ExtraCapabilities lists capabilities added after login for an account

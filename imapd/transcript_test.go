@@ -73,9 +73,9 @@ func TestTranscriptErrors(t *testing.T) {
 		C: x2 SELECT INBOX
 		S: x2 BAD SELECT is not allowed before login
 		C: x3 LOGIN alice@example.org wrong
-		S: x3 NO [AUTHENTICATIONFAILED] Invalid credentials
+		S: x3 NO [AUTHENTICATIONFAILED] Authentication failed.
 		C: x4 LOGIN nobody@example.org wrong
-		S: x4 NO [AUTHENTICATIONFAILED] Invalid credentials
+		S: x4 NO [AUTHENTICATIONFAILED] Authentication failed.
 		C: x5 LOGIN "unterminated
 		S: x5 BAD syntax error: unterminated quoted string
 		C: x6 NOOP `+strings.Repeat("x", 300)+`

@@ -59,6 +59,10 @@ type Options struct {
 	TLSConfig *tls.Config
 	Pipeline  *deliver.Pipeline
 	Store     *store.Store // for logins
+	// Authenticate replaces Store.Authenticate for logins, e.g. to create chatmail
+	// accounts on first login (ip is the client's); it returns store.ErrAuthFailed
+	// for a bad login.
+	Authenticate func(ctx context.Context, ip netip.Addr, user, pass string) (*store.Account, error)
 	// AuthLimiter is shared with the other listeners that check passwords; nil: the
 	// server makes its own from AuthFailuresPerIP and AuthFailureWindow. MX ignores it.
 	AuthLimiter *authlimit.Limiter

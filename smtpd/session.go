@@ -115,7 +115,13 @@ func (s *session) authenticate(identity, username, password string) error {
 	if identity != "" && identity != username {
 		return errAuthInvalid // acting for another user is not supported
 	}
-	acc, err := s.srv.opts.Store.Authenticate(s.srv.ctx, username, password)
+	var acc *store.Account
+	var err error
+	if auth := s.srv.opts.Authenticate; auth != nil {
+		acc, err = auth(s.srv.ctx, s.c.ip, username, password)
+	} else {
+		acc, err = s.srv.opts.Store.Authenticate(s.srv.ctx, username, password)
+	}
 	if errors.Is(err, store.ErrAuthFailed) {
 		s.srv.m.AuthFailed(s.srv.name)
 		delay := s.srv.limiter.Fail(s.c.ip)

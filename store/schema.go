@@ -215,6 +215,27 @@ CREATE TABLE push_tokens (
 	PRIMARY KEY (account_id, token)
 ) WITHOUT ROWID;
 `,
+	// 4: the push notifier's job queue (chatmail spec §9), persisted so that jobs
+	// survive a restart. Ids are AUTOINCREMENT: the notifier keys jobs in flight by id,
+	// and a job deleted (token gone) and made again for the same token must not be
+	// mistaken for the old one. At most one job per token (UNIQUE); the foreign key
+	// makes a job exist only while its token does, so deleting a token (410, expiry,
+	// eviction, the account's deletion) deletes its job in the same transaction.
+	`
+CREATE TABLE push_jobs (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	account_id    INTEGER NOT NULL,
+	token         TEXT NOT NULL,
+	triggered     INTEGER NOT NULL,           -- unix seconds of the latest delivery folded in
+	triggers      INTEGER NOT NULL DEFAULT 1, -- deliveries folded in; tells a finished attempt of a later one
+	attempts      INTEGER NOT NULL DEFAULT 0, -- failed attempts since it was (re)armed
+	first_attempt INTEGER NOT NULL DEFAULT 0, -- unix seconds; 0: no attempt has failed yet
+	next_attempt  INTEGER NOT NULL,           -- unix seconds
+	UNIQUE (account_id, token),
+	FOREIGN KEY (account_id, token) REFERENCES push_tokens (account_id, token) ON DELETE CASCADE
+);
+CREATE INDEX push_jobs_due ON push_jobs (next_attempt);
+`,
 }
 
 // rebuilds are the migrations (by number) that rebuild tables other tables refer to;

@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/coibox/coibox/coi"
+	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/store"
 )
@@ -175,7 +177,7 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 	chatmail := fs.Bool("chatmail", false, "apply chatmail rules to the domain (domain add)")
 	force := fs.Bool("force", false, "delete the domain's accounts too (domain del)")
 	verb, pos, err := subcommand(fs, args, map[string][2]int{
-		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0},
+		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "list": {0, 0}, "set": {2, 100}, "show": {1, 1},
 	})
 	if err != nil {
 		return err
@@ -222,15 +224,58 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 				count[a.DomainID]++
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "DOMAIN\tACCOUNTS\tCHATMAIL")
+			fmt.Fprintln(tw, "DOMAIN\tACCOUNTS\tCHATMAIL\tPROFILE")
 			for _, d := range doms {
 				cm := "no"
 				if d.Chatmail {
 					cm = "yes"
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", d.Name, count[d.ID], cm)
+				p, err := coi.StoredProfile(&d)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.Name, count[d.ID], cm, p)
 			}
 			return tw.Flush()
+		case "show":
+			d, err := s.Domain(ctx, pos[0])
+			if err != nil {
+				return explain(err, store.Normalize(pos[0]))
+			}
+			p, err := coi.StoredProfile(d)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			for _, st := range p.Settings() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", st.Key, st.Value, st.Doc)
+			}
+			return tw.Flush()
+		case "set":
+			d, err := s.Domain(ctx, pos[0])
+			if err != nil {
+				return explain(err, store.Normalize(pos[0]))
+			}
+			p, err := coi.StoredProfile(d)
+			if err != nil {
+				return err
+			}
+			var changes []profile.Change
+			for _, arg := range pos[1:] {
+				c, err := profile.ParseArg(arg)
+				if err != nil {
+					return usagef("domain set %s: %v", d.Name, err)
+				}
+				changes = append(changes, c)
+			}
+			// All or nothing: Set leaves p unchanged when any change is refused.
+			if err := p.Set(changes...); err != nil {
+				return fmt.Errorf("domain set %s: %w", d.Name, err)
+			}
+			if err := s.SetDomainProfile(ctx, d.Name, p.Chatmail, p.Encode()); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "domain %s: %s\n", d.Name, p)
 		}
 		return nil
 	})

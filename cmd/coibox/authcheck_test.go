@@ -24,7 +24,7 @@ quar.test. 300 IN TXT "v=spf1 ip4:192.0.2.99 -all"
 _dmarc.quar.test. 300 IN TXT "v=DMARC1; p=quarantine"
 rej.test. 300 IN TXT "v=spf1 ip4:192.0.2.99 -all"
 _dmarc.rej.test. 300 IN TXT "v=DMARC1; p=reject"`)
-	check := authCheck(dnsx.New(dns.Addr()), "mx.example.org", slog.New(slog.DiscardHandler))
+	check := authCheck(dnsx.New(dns.Addr()), "mx.example.org", slog.New(slog.DiscardHandler), nil)
 	tests := []struct {
 		domain      string
 		wantMailbox string

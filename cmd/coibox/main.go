@@ -34,7 +34,10 @@ Commands:
   domain add [--chatmail] DOMAIN     serve a domain
   domain del [--force] DOMAIN        stop serving a domain; --force also deletes its
                                      accounts and their mail
-  domain list                        list domains
+  domain list                        list domains with a summary of their settings
+  domain show DOMAIN                 list every setting of a domain's profile
+  domain set DOMAIN KEY=VALUE...     change settings (chatmail spec §1 keys: see domain
+                                     show); all or nothing
   dns DOMAIN                         print the DNS records DOMAIN needs (MX, SPF, DKIM,
                                      DMARC, MTA-STS, TLS-RPT, SRV, ...); domain add
                                      prints them too

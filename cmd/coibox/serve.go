@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/authlimit"
+	"github.com/coibox/coibox/coi"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dkim"
@@ -109,14 +110,24 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// DKIM keys, mostly the same few domains' (see dnsx.WithCache).
 	resolver := dnsx.New(cfg.DNS.Resolver).WithCache(dnsCacheEntries, time.Hour)
 	keys := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir))
+	chat := coi.New(coi.Options{
+		Store:             s,
+		DataDir:           cfg.DataDir,
+		MaxSMTPRecipients: cfg.Limits.Recipients,
+		Logger:            log.With("pkg", "coi"),
+	})
 	pipeline := deliver.New(s, deliver.Options{
 		Hostname:        cfg.Hostname,
 		MaxRecipients:   cfg.Limits.Recipients,
 		MaxMessageBytes: int64(cfg.Limits.MessageSize),
-		Checks:          []deliver.Check{authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"))},
-		Logger:          log.With("pkg", "deliver"),
-		Metrics:         m,
-		Queued:          kickQueue,
+		RcptChecks:      []deliver.RcptCheck{chat.RcptCheck},
+		SubmitChecks:    []deliver.Check{chat.SubmitCheck},
+		// The chat rules' Check strips DKIM-Signature from chatmail copies: it comes
+		// after the check that verifies it.
+		Checks:  []deliver.Check{authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"), chat.InboundDKIMOnly), chat.Check},
+		Logger:  log.With("pkg", "deliver"),
+		Metrics: m,
+		Queued:  kickQueue,
 	})
 	q := queue.New(s, queue.Options{
 		Hostname:     cfg.Hostname,
@@ -168,6 +179,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			TLSConfig:       tlsm.TLSConfig(),
 			Pipeline:        pipeline,
 			Store:           s,
+			Authenticate:    chat.Authenticate,
 			AuthLimiter:     limiter,
 			MaxMessageBytes: int64(cfg.Limits.MessageSize),
 			MaxRecipients:   cfg.Limits.Recipients,
@@ -207,8 +219,11 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 				MaxConnsPerAccount: cfg.Limits.IMAPConnectionsPerAccount,
 				IdleTimeout:        time.Duration(cfg.Limits.IMAPIdleTimeout),
 			},
-			AuthLimiter: limiter,
-			Logger:      log.With("pkg", "imapd", "listener", l.name),
+			AuthLimiter:       limiter,
+			Authenticate:      chat.Authenticate,
+			ExtraCapabilities: chat.Capabilities,
+			MetadataHook:      chat,
+			Logger:            log.With("pkg", "imapd", "listener", l.name),
 			Metrics: imapd.Metrics{
 				Connections: func(delta int) {
 					if delta > 0 {

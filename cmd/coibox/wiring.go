@@ -36,11 +36,21 @@ const (
 // not checked, since SPF and DMARC have nothing to say about a client that is the
 // server itself. The rest of 127.0.0.0/8 is checked: tests and benchmarks run other
 // servers there (127.0.0.2, 127.0.0.3, …) whose mail must be judged like anyone's.
-func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger) deliver.Check {
+//
+// dkimOnly (nil: never) says when the chat rules want chatmail's origin check
+// instead (coi.Chat.InboundDKIMOnly): then no Authentication-Results field is added.
+func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger, dkimOnly func(context.Context, *deliver.Envelope) (bool, error)) deliver.Check {
 	return func(ctx context.Context, m *deliver.Message) (*deliver.Verdict, error) {
 		m.Body = mailauth.StripForged(m.Body, hostname)
 		if m.Kind != deliver.MX || !m.RemoteIP.IsValid() || isSelf(m.RemoteIP) {
 			return nil, nil
+		}
+		only := false
+		if dkimOnly != nil {
+			var err error
+			if only, err = dkimOnly(ctx, &m.Envelope); err != nil {
+				return nil, err
+			}
 		}
 		v, err := mailauth.Check(ctx, r, mailauth.Input{
 			RemoteIP: net.IP(m.RemoteIP.AsSlice()),
@@ -48,11 +58,15 @@ func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger) deliver.Chec
 			MailFrom: m.Sender,
 			Message:  m.Body,
 			Hostname: hostname,
+			DKIMOnly: only,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("check mail authentication: %w", err)
 		}
 		header := []string{strings.TrimSuffix(v.Header(), "\r\n")}
+		if only {
+			header = nil // chatmail §7.3: delivered without Authentication-Results
+		}
 		switch v.Action {
 		case mailauth.Quarantine:
 			log.Info("quarantined", "id", m.ID, "from", v.DMARC.From, "dmarc", v.DMARC.Result)

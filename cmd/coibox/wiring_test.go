@@ -47,7 +47,7 @@ func TestParseReply(t *testing.T) {
 // TestAuthCheckSkips checks the cases where authCheck must not consult DNS. The
 // resolver points at a closed port, so a lookup would show as a temperror verdict.
 func TestAuthCheckSkips(t *testing.T) {
-	check := authCheck(dnsx.New("127.0.0.1:1"), "mx.example.org", slog.New(slog.DiscardHandler))
+	check := authCheck(dnsx.New("127.0.0.1:1"), "mx.example.org", slog.New(slog.DiscardHandler), nil)
 	forged := "Authentication-Results: mx.example.org; spf=pass\r\nFrom: <a@b.example>\r\n\r\nhi\r\n"
 	for _, tt := range []struct {
 		name string
@@ -101,7 +101,7 @@ func TestOutboundDialer(t *testing.T) {
 // server in a federation test) is judged like any other: with DNS unreachable, the
 // check defers instead of waving the message through.
 func TestAuthCheckOtherLoopback(t *testing.T) {
-	check := authCheck(dnsx.New("127.0.0.1:1"), "mx.example.org", slog.New(slog.DiscardHandler))
+	check := authCheck(dnsx.New("127.0.0.1:1"), "mx.example.org", slog.New(slog.DiscardHandler), nil)
 	m := &deliver.Message{
 		Envelope: deliver.Envelope{Kind: deliver.MX, RemoteIP: netip.MustParseAddr("127.0.0.2"), HELO: "mx.a.example", Sender: "x@a.example"},
 		Body:     []byte("From: <x@a.example>\r\n\r\nhi\r\n"),

@@ -1,0 +1,124 @@
+package coi
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/coibox/coibox/imapd"
+	"github.com/coibox/coibox/store"
+)
+
+// The METADATA entries the chat rules serve (chatmail §2.3), lower case as imapd
+// hands them over.
+const (
+	entryAdmin      = "/shared/admin"
+	entryComment    = "/shared/comment"
+	entryIrohRelay  = "/shared/vendor/deltachat/irohrelay"
+	entryTURN       = "/shared/vendor/deltachat/turn"
+	entryMaxRcpts   = "/shared/vendor/deltachat/maxsmtprecipients"
+	entryDeviceTok  = "/private/devicetoken"
+	vendorDeltaChat = "/shared/vendor/deltachat"
+)
+
+// MaxDeviceToken is the longest device token accepted (chatmail §9): core pads its
+// encrypted tokens to 512 bytes.
+const MaxDeviceToken = 4096
+
+// Capabilities lists what an account's domain adds after login (chatmail §2.1):
+// XCHATMAIL only on chatmail domains, XDELTAPUSH where push is on, each hidden by
+// its server switch.
+func (c *Chat) Capabilities(acc *store.Account) []string {
+	p, err := c.Profile(context.Background(), acc.DomainID)
+	if err != nil {
+		c.log.Error("chat: capabilities", "account", acc.Address, "err", err)
+		return nil
+	}
+	var caps []string
+	if p.Chatmail && p.XChatmail && !c.opts.HideXChatmail {
+		caps = append(caps, "XCHATMAIL")
+	}
+	if p.Push && !c.opts.HideXDeltaPush {
+		caps = append(caps, "XDELTAPUSH")
+	}
+	return caps
+}
+
+// Owns implements imapd.MetadataHook: the server entries of §2.3, and the device
+// token on INBOX when push tokens are kept.
+func (c *Chat) Owns(mailbox, entry string) bool {
+	if mailbox == "" {
+		switch entry {
+		case entryAdmin, entryComment, entryIrohRelay, entryTURN, entryMaxRcpts, vendorDeltaChat:
+			return true
+		}
+		return false
+	}
+	return c.opts.Push != nil && strings.EqualFold(mailbox, "INBOX") && entry == entryDeviceTok
+}
+
+// GetMetadata implements imapd.MetadataHook.
+func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox string, names []string, depth int) ([]imapd.MetadataEntry, error) {
+	if mailbox != "" {
+		tokens, err := c.opts.Push.Get(ctx, acc.ID, c.opts.Now())
+		if err != nil || tokens == "" {
+			return nil, err
+		}
+		return []imapd.MetadataEntry{{Name: entryDeviceTok, Value: []byte(tokens)}}, nil
+	}
+	p, err := c.Profile(ctx, acc.DomainID)
+	if err != nil {
+		return nil, err
+	}
+	values := map[string]string{}
+	if p.AdminContact != "" {
+		values[entryAdmin] = "mailto:" + p.AdminContact
+	}
+	if p.IrohRelay != "" {
+		values[entryIrohRelay] = p.IrohRelay
+	}
+	if c.opts.TURN != nil {
+		if v := c.opts.TURN(p, c.opts.Now()); v != "" {
+			values[entryTURN] = v
+		}
+	}
+	if p.Push {
+		// ≥2.58 cores read this key as "push is supported" (chatmail §2.3).
+		values[entryMaxRcpts] = strconv.Itoa(c.opts.MaxSMTPRecipients)
+	}
+	var out []imapd.MetadataEntry
+	for _, name := range names {
+		if v, ok := values[name]; ok {
+			out = append(out, imapd.MetadataEntry{Name: name, Value: []byte(v)})
+		}
+		if name == vendorDeltaChat && depth != 0 {
+			for _, k := range []string{entryIrohRelay, entryMaxRcpts, entryTURN} {
+				if v, ok := values[k]; ok {
+					out = append(out, imapd.MetadataEntry{Name: k, Value: []byte(v)})
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// SetMetadata implements imapd.MetadataHook: server entries are read-only; the
+// device token adds to the account's set (chatmail §9).
+func (c *Chat) SetMetadata(ctx context.Context, acc *store.Account, mailbox string, entries []imapd.MetadataEntry) error {
+	if mailbox == "" {
+		return &imapd.CommandError{Code: "NOPERM", Text: "Server entries are read-only"}
+	}
+	for _, e := range entries {
+		if e.Value == nil {
+			continue // deleting a token is not how tokens go (they expire)
+		}
+		if len(e.Value) > MaxDeviceToken {
+			return &imapd.CommandError{Code: "METADATA MAXSIZE " + strconv.Itoa(MaxDeviceToken), Text: "Device token too long"}
+		}
+		if err := c.opts.Push.Set(ctx, acc.ID, e.Value, c.opts.Now()); err != nil {
+			return fmt.Errorf("set device token: %w", err)
+		}
+	}
+	return nil
+}

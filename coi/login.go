@@ -1,0 +1,213 @@
+package coi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coibox/coibox/coi/profile"
+	"github.com/coibox/coibox/store"
+)
+
+// tombstoneKeep is how long a deleted address cannot be claimed by a first login, so
+// an expired chatmail address never passes to someone else (chatmail §3, a coibox
+// addition).
+const tombstoneKeep = 365 * 24 * time.Hour
+
+var localPartChars = regexp.MustCompile(`^[a-z0-9._-]+$`)
+
+// reserved names are never made by a first login (chatmail §3).
+var reserved = map[string]bool{"postmaster": true, "abuse": true, "mailer-daemon": true, "admin": true, "root": true}
+
+// Authenticate checks a login and, for an unknown address on a chatmail domain with
+// open registration, makes the account (chatmail §3). Every failure, a refused new
+// account included, is store.ErrAuthFailed, so a client cannot tell which rule it
+// broke. ip is the client's address, for the per-network creation limit.
+func (c *Chat) Authenticate(ctx context.Context, ip netip.Addr, user, pass string) (*store.Account, error) {
+	user = store.Normalize(user)
+	// Existence first: where registration is open an unknown name is no secret (it is
+	// about to be made), and asking first saves a wasted argon2 run on every first
+	// login. Elsewhere store.Authenticate spends that run itself, so that unknown and
+	// wrong look alike.
+	if _, err := c.st.Account(ctx, user); err == nil {
+		return c.st.Authenticate(ctx, user, pass)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("authenticate: %w", err)
+	}
+	p, ok, err := c.addressProfile(ctx, user)
+	if err != nil || !ok || !p.Chatmail || p.Registration != profile.Open {
+		return c.st.Authenticate(ctx, user, pass)
+	}
+	if why := newAccountProblem(user, pass, p); why != "" {
+		c.log.Info("chat: first login refused", "user", clip(user), "why", why)
+		return nil, store.ErrAuthFailed
+	}
+	if why := c.resourceProblem(p.ResourceGuard); why != "" {
+		c.log.Warn("chat: first login refused by the resource guard", "user", clip(user), "why", why)
+		return nil, store.ErrAuthFailed
+	}
+	if !c.creation.allow(ip, c.opts.Now()) {
+		c.log.Warn("chat: first login refused: too many new accounts from this network", "user", clip(user), "ip", ip.String())
+		return nil, store.ErrAuthFailed
+	}
+	acc, err := c.st.CreateAccount(ctx, store.NewAccount{
+		Address:             user,
+		Password:            pass,
+		EnforceE2EEIncoming: p.EnforceE2EEIncoming,
+		TombstonesSince:     c.opts.Now().Add(-tombstoneKeep),
+	})
+	switch {
+	case errors.Is(err, store.ErrExists):
+		// A concurrent first login made it (or an alias holds the name): check the
+		// password against what is there now.
+		return c.st.Authenticate(ctx, user, pass)
+	case errors.Is(err, store.ErrTombstoned):
+		c.log.Info("chat: first login refused: address recently deleted", "user", clip(user))
+		return nil, store.ErrAuthFailed
+	case err != nil:
+		return nil, fmt.Errorf("create account on first login: %w", err)
+	}
+	c.log.Info("chat: account created on first login", "account", acc.Address)
+	return acc, nil
+}
+
+// newAccountProblem says why address and password cannot make an account on a domain
+// with profile p, "" if they can (chatmail §3 rule 2 and 3).
+func newAccountProblem(address, password string, p profile.Profile) string {
+	local, _, err := store.SplitAddress(address)
+	if err != nil || strings.Count(address, "@") != 1 {
+		return "not an address"
+	}
+	if !localPartChars.MatchString(local) {
+		return "local part has characters other than a-z 0-9 . _ -"
+	}
+	if l := p.LocalpartLen; l.Min > 0 && (len(local) < l.Min || len(local) > l.Max) {
+		return "local part length " + strconv.Itoa(len(local)) + " outside " + strconv.Itoa(l.Min) + ".." + strconv.Itoa(l.Max)
+	}
+	if len(password) < p.PasswordMin {
+		return "password shorter than " + strconv.Itoa(p.PasswordMin)
+	}
+	if reserved[local] {
+		return "reserved name"
+	}
+	return ""
+}
+
+// resourceProblem says why the machine is too strained to take new accounts, "" if
+// it is not (or cannot tell).
+func (c *Chat) resourceProblem(g profile.ResourceGuard) string {
+	if g.MaxLoad1 > 0 {
+		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				if load, err := strconv.ParseFloat(f[0], 64); err == nil && load > g.MaxLoad1 {
+					return fmt.Sprintf("load average %.2f over %.2f", load, g.MaxLoad1)
+				}
+			}
+		}
+	}
+	if g.MinFreeRAM > 0 {
+		if avail, ok := memAvailable(); ok && avail < int64(g.MinFreeRAM) {
+			return fmt.Sprintf("%d MiB of memory available, under %d", avail>>20, int64(g.MinFreeRAM)>>20)
+		}
+	}
+	if g.MinFreeDisk > 0 && c.opts.DataDir != "" {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(c.opts.DataDir, &fs); err == nil {
+			if free := int64(fs.Bavail) * int64(fs.Bsize); free < int64(g.MinFreeDisk) {
+				return fmt.Sprintf("%d MiB of disk free, under %d", free>>20, int64(g.MinFreeDisk)>>20)
+			}
+		}
+	}
+	return ""
+}
+
+// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
+func memAvailable() (int64, bool) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return kb << 10, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// netLimiter counts events per client network (/24 or /64) in fixed windows,
+// bounded in memory: networks whose window ended are forgotten.
+type netLimiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	counts map[netip.Prefix]*netCount
+}
+
+type netCount struct {
+	n     int
+	start time.Time
+}
+
+func newNetLimiter(max int, window time.Duration) *netLimiter {
+	return &netLimiter{max: max, window: window, counts: map[netip.Prefix]*netCount{}}
+}
+
+// network is the block one client is counted in: /24 for IPv4, /64 for IPv6.
+func network(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap()
+	bits := 64
+	if ip.Is4() {
+		bits = 24
+	}
+	p, _ := ip.Prefix(bits)
+	return p
+}
+
+// allow counts one event for ip's network and reports whether it is within the limit.
+func (l *netLimiter) allow(ip netip.Addr, now time.Time) bool {
+	if !ip.IsValid() {
+		return true // no address (tests, local tools)
+	}
+	k := network(ip)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.counts) > 10000 {
+		for p, c := range l.counts {
+			if now.Sub(c.start) >= l.window {
+				delete(l.counts, p)
+			}
+		}
+	}
+	c := l.counts[k]
+	if c == nil || now.Sub(c.start) >= l.window {
+		c = &netCount{start: now}
+		l.counts[k] = c
+	}
+	if c.n >= l.max {
+		return false
+	}
+	c.n++
+	return true
+}
+
+// clip shortens a client-supplied string for logs.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
