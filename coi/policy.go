@@ -131,20 +131,27 @@ func (c *Chat) SubmitCheck(ctx context.Context, m *deliver.Message) (*deliver.Ve
 	return nil, nil
 }
 
-// Check runs on every message after the authentication checks: mail from other
-// servers to accounts that enforce encryption must be encrypted (§6.3), and a copy
-// for a chatmail account loses the fields that tell where it came from (§7.3).
-func (c *Chat) Check(ctx context.Context, m *deliver.Message) (*deliver.Verdict, error) {
-	if m.Kind == deliver.MX {
-		env, err := c.e2eeEnvelope(ctx, &m.Envelope, false)
-		if err != nil {
-			return nil, err
-		}
-		if d := e2ee.DecideIncoming(m.Body, env); !d.Accepted() {
-			c.log.Info("chat: refused cleartext mail", "id", m.ID, "decision", d)
-			return &deliver.Verdict{Reject: errCleartext}, nil
-		}
+// IncomingCheck refuses mail from other servers that is not encrypted when a
+// recipient enforces encryption (§6.3). It comes before the origin checks: what is
+// not encrypted is refused as such, whoever signed it.
+func (c *Chat) IncomingCheck(ctx context.Context, m *deliver.Message) (*deliver.Verdict, error) {
+	if m.Kind != deliver.MX {
+		return nil, nil
 	}
+	env, err := c.e2eeEnvelope(ctx, &m.Envelope, false)
+	if err != nil {
+		return nil, err
+	}
+	if d := e2ee.DecideIncoming(m.Body, env); !d.Accepted() {
+		c.log.Info("chat: refused cleartext mail", "id", m.ID, "decision", d)
+		return &deliver.Verdict{Reject: errCleartext}, nil
+	}
+	return nil, nil
+}
+
+// Check runs on every message after the origin checks: a copy for a chatmail
+// account loses the fields that tell where it came from (§7.3).
+func (c *Chat) Check(ctx context.Context, m *deliver.Message) (*deliver.Verdict, error) {
 	chat, err := c.chatmailRecipient(ctx, &m.Envelope, func(p profile.Profile) bool { return p.Chatmail && p.ScrubHeaders })
 	if err != nil || !chat {
 		return nil, err

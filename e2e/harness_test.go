@@ -51,6 +51,10 @@ type options struct {
 	users []string
 	// limits holds lines for the [limits] table, e.g. `recipients = 5`.
 	limits string
+	// chatmail, if set, is a chatmail domain served too (accounts on first login),
+	// with the `domain set` arguments in chatSettings.
+	chatmail     string
+	chatSettings []string
 }
 
 // startServer writes a config (every listener on a free 127.0.0.1 port, a self-signed
@@ -68,6 +72,12 @@ func startServer(t *testing.T, o options) *server {
 	path, dataDir, addrs := testutil.ServerConfig(t, extra)
 	s := &server{config: path, dataDir: dataDir, addr: addrs, passwords: map[string]string{}}
 	s.mustAdmin(t, "", "domain", "add", domain)
+	if o.chatmail != "" {
+		s.mustAdmin(t, "", "domain", "add", "--chatmail", o.chatmail)
+		if len(o.chatSettings) > 0 {
+			s.mustAdmin(t, "", append([]string{"domain", "set", o.chatmail}, o.chatSettings...)...)
+		}
+	}
 	for _, u := range o.users {
 		addr := u + "@" + domain
 		pw := "secret-" + u + "-e2e"

@@ -122,9 +122,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		MaxMessageBytes: int64(cfg.Limits.MessageSize),
 		RcptChecks:      []deliver.RcptCheck{chat.RcptCheck},
 		SubmitChecks:    []deliver.Check{chat.SubmitCheck},
-		// The chat rules' Check strips DKIM-Signature from chatmail copies: it comes
+		// Encryption first (a cleartext message is refused as such), then origin; the
+		// chat rules' Check strips DKIM-Signature from chatmail copies, so it comes
 		// after the check that verifies it.
-		Checks:  []deliver.Check{authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"), chat.InboundDKIMOnly), chat.Check},
+		Checks: []deliver.Check{
+			chat.IncomingCheck,
+			authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"), chat.InboundDKIMOnly),
+			chat.Check,
+		},
 		Logger:  log.With("pkg", "deliver"),
 		Metrics: m,
 		Queued:  kickQueue,

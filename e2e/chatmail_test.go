@@ -1,0 +1,378 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/coibox/coibox/internal/testutil"
+)
+
+// The chatmail acceptance scenarios (spec/chatmail.md §13) that one coibox host can
+// show with real clients: go-imap's client and raw SMTP, against the built binary.
+// Numbers in the test names are the spec's scenario numbers.
+
+const chatDomain = "chat.e2e.test"
+
+// encryptedFixture is a real PGP/MIME message (package e2ee's test data) with its
+// From, To and Subject replaced.
+func encryptedFixture(t *testing.T, from, to, subject string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile("../coi/e2ee/testdata/encrypted.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
+	head, body, _ := bytes.Cut(raw, []byte("\n\n"))
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nX-Mailer: e2e-test-mailer\r\n", from, to, subject)
+	for _, line := range strings.Split(string(head), "\n") {
+		if strings.HasPrefix(line, "From:") || strings.HasPrefix(line, "To:") || strings.HasPrefix(line, "Subject:") {
+			continue
+		}
+		out.WriteString(line + "\r\n")
+	}
+	out.WriteString("\r\n")
+	out.Write(bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n")))
+	return out.Bytes()
+}
+
+func startChat(t *testing.T, settings ...string) *server {
+	t.Helper()
+	return startServer(t, options{users: []string{"olga"}, chatmail: chatDomain, chatSettings: settings})
+}
+
+// imapLogin logs in over IMAPS and returns the client or the LOGIN error.
+func imapLogin(t *testing.T, s *server, user, pass string) (*imapclient.Client, error) {
+	t.Helper()
+	c, err := imapclient.DialTLS(s.addr.IMAPS, &imapclient.Options{TLSConfig: clientTLS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(user, pass).Wait(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, nil
+}
+
+// submit logs in on the submission port (STARTTLS) and returns the client.
+func submit(t *testing.T, s *server, user, pass string) *testutil.SMTPClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	c, _, err := testutil.DialSMTP(ctx, s.addr.Submission, testutil.SMTPDialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if r, err := c.Hello("client.e2e.test"); err != nil || r.Code != 250 {
+		t.Fatalf("EHLO: %v %v", r, err)
+	}
+	if r, err := c.StartTLS(clientTLS()); err != nil || r.Code != 220 {
+		t.Fatalf("STARTTLS: %v %v", r, err)
+	}
+	if r, err := c.Hello("client.e2e.test"); err != nil || r.Code != 250 {
+		t.Fatalf("EHLO: %v %v", r, err)
+	}
+	if r, err := c.AuthPlain(user, pass); err != nil || r.Code != 235 {
+		t.Fatalf("AUTH %s: %v %v", user, r, err)
+	}
+	return c
+}
+
+// TestChatmail01Capabilities: XCHATMAIL, XDELTAPUSH and METADATA after login on a
+// chatmail domain, none of the chat ones before login or on an ordinary domain (26).
+func TestChatmail01Capabilities(t *testing.T) {
+	s := startChat(t)
+	c, err := imapLogin(t, s, "capscheck@"+chatDomain, "long-enough-password")
+	if err != nil {
+		t.Fatalf("first login: %v", err)
+	}
+	caps := c.Caps()
+	for _, want := range []imap.Cap{"XCHATMAIL", "XDELTAPUSH", "METADATA"} {
+		if !caps.Has(want) {
+			t.Errorf("chatmail account lacks %s: %v", want, caps)
+		}
+	}
+	o, err := imapLogin(t, s, "olga@"+domain, s.passwords["olga@"+domain])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, no := range []imap.Cap{"XCHATMAIL", "XDELTAPUSH"} {
+		if o.Caps().Has(no) {
+			t.Errorf("ordinary account has %s: %v", no, o.Caps())
+		}
+	}
+	pre, err := imapclient.DialTLS(s.addr.IMAPS, &imapclient.Options{TLSConfig: clientTLS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pre.Close()
+	if pc, err := pre.Capability().Wait(); err != nil || pc.Has("XCHATMAIL") || pc.Has("XDELTAPUSH") {
+		t.Errorf("capabilities before login: %v %v", pc, err)
+	}
+}
+
+// TestChatmail02FirstLogin: a new 9-character name makes the account; it then logs
+// in again, a wrong password fails, and names or passwords the rules refuse make
+// nothing (2, 3).
+func TestChatmail02FirstLogin(t *testing.T) {
+	s := startChat(t)
+	addr := "abcde1234@" + chatDomain
+	if _, err := imapLogin(t, s, addr, "first-password"); err != nil {
+		t.Fatalf("first login: %v", err)
+	}
+	if _, err := imapLogin(t, s, strings.ToUpper(addr), "first-password"); err != nil {
+		t.Errorf("second login (upper case): %v", err)
+	}
+	if _, err := imapLogin(t, s, addr, "wrong-password"); err == nil || !strings.Contains(err.Error(), "Authentication failed.") {
+		t.Errorf("wrong password: %v", err)
+	}
+	for _, tc := range []struct{ user, pass, why string }{
+		{"short1234@" + chatDomain, "pw5ch", "5-character password"},
+		{"toolongname1@" + chatDomain, "long-enough-password", "12-character name"},
+		{"bad!name1@" + chatDomain, "long-enough-password", "character outside the set"},
+		{"postmaster@" + chatDomain, "long-enough-password", "reserved name"},
+		{"newperson@" + domain, "long-enough-password", "ordinary domain"},
+	} {
+		if _, err := imapLogin(t, s, tc.user, tc.pass); err == nil {
+			t.Errorf("%s: login succeeded", tc.why)
+		}
+	}
+	out := s.mustAdmin(t, "", "account", "list").Stdout
+	if !strings.Contains(out, addr) {
+		t.Errorf("account list lacks %s:\n%s", addr, out)
+	}
+	for _, absent := range []string{"short1234@", "toolongname1@", "bad!name1@", "postmaster@", "newperson@"} {
+		if strings.Contains(out, absent) {
+			t.Errorf("account list has %s:\n%s", absent, out)
+		}
+	}
+}
+
+// TestChatmail04ParallelFirstLogins: two new accounts may share a password, and ten
+// simultaneous IMAP and SMTP first logins of one new account all succeed (4).
+func TestChatmail04ParallelFirstLogins(t *testing.T) {
+	s := startChat(t)
+	const pw = "shared-password-1"
+	for _, u := range []string{"sharepw01", "sharepw02"} {
+		if _, err := imapLogin(t, s, u+"@"+chatDomain, pw); err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+	}
+	addr := "parallel1@" + chatDomain
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			if i%2 == 0 {
+				c, err := imapclient.DialTLS(s.addr.IMAPS, &imapclient.Options{TLSConfig: clientTLS()})
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				if err := c.Login(addr, pw).Wait(); err != nil {
+					errs <- fmt.Errorf("IMAP login %d: %w", i, err)
+				}
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c, _, err := testutil.DialSMTP(ctx, s.addr.Submissions, testutil.SMTPDialOptions{TLS: clientTLS()})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if _, err := c.Hello("client.e2e.test"); err != nil {
+				errs <- err
+				return
+			}
+			if r, err := c.AuthPlain(addr, pw); err != nil || r.Code != 235 {
+				errs <- fmt.Errorf("SMTP login %d: %v %v", i, r, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := strings.Count(s.mustAdmin(t, "", "account", "list").Stdout, addr); n != 1 {
+		t.Errorf("account list names %s %d times", addr, n)
+	}
+}
+
+// TestChatmail09To14Submission: the submission rules of §6, §7: MAIL FROM not owned
+// (553 per recipient), From not MAIL FROM (500), cleartext (523), the Subject
+// replaced and identifying fields and the client address gone, and the send rate.
+func TestChatmail09To14Submission(t *testing.T) {
+	s := startChat(t, "send_rate=60/min,burst=10")
+	alice, bob := "alice0001@"+chatDomain, "bob000001@"+chatDomain
+	for _, u := range []string{alice, bob} {
+		if _, err := imapLogin(t, s, u, "pass-"+u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := submit(t, s, alice, "pass-"+alice)
+	msg := encryptedFixture(t, alice, bob, "Unencrypted subject")
+
+	// 10: MAIL FROM another user: 553 at each RCPT.
+	if r, err := c.Cmd("MAIL FROM:<%s>", bob); err != nil || r.Code != 250 {
+		t.Fatalf("MAIL FROM: %v %v", r, err)
+	}
+	for range 2 {
+		r, err := c.Cmd("RCPT TO:<%s>", bob)
+		if err != nil || r.Code != 553 || !strings.Contains(r.Text(), "not owned by user "+alice) {
+			t.Errorf("RCPT after a foreign MAIL FROM: %v %v", r, err)
+		}
+	}
+	if r, err := c.Cmd("RSET"); err != nil || r.Code != 250 {
+		t.Fatal(r, err)
+	}
+
+	// 9: From another user, encrypted: refused with 500.
+	r, err := c.Send(alice, []string{bob}, encryptedFixture(t, bob, bob, "[...]"))
+	if err != nil || r.Code != 500 || r.Text() != "Invalid FROM <"+bob+"> for <"+alice+">" {
+		t.Errorf("From another user: %v %v", r, err)
+	}
+
+	// §6.2: cleartext refused with the exact 523 text.
+	r, err = c.Send(alice, []string{bob}, newMessage(alice, bob, "clear-1@e2e", 500))
+	if err != nil || r.String() != "523 Encryption Needed: Invalid Unencrypted Mail" {
+		t.Errorf("cleartext submission: %q %v", r.String(), err)
+	}
+
+	// 13, 22: the recipient sees Subject: [...], no X-Mailer, no client address.
+	if r, err := c.Send(alice, []string{bob}, msg); err != nil || r.Code != 250 {
+		t.Fatalf("encrypted submission: %v %v", r, err)
+	}
+	got := s.inbox(t, bob)
+	if len(got) != 1 {
+		t.Fatalf("bob's INBOX has %d messages, want 1", len(got))
+	}
+	if subj := got[0].header.Get("Subject"); subj != "[...]" {
+		t.Errorf("delivered Subject %q, want [...]", subj)
+	}
+	for _, f := range []string{"X-Mailer", "Received", "Authentication-Results", "DKIM-Signature"} {
+		if v := got[0].header.Get(f); v != "" {
+			t.Errorf("delivered message has %s: %q", f, v)
+		}
+	}
+	if bytes.Contains(got[0].body, []byte("127.0.0.1")) {
+		t.Errorf("delivered message names the client address:\n%s", got[0].body[:min(len(got[0].body), 600)])
+	}
+
+	// 14: the burst allows 10 transactions in all (one used above, failed ones too
+	// count: each MAIL with an accepted RCPT is a transaction); later ones get 450.
+	limited := false
+	for i := range 15 {
+		r, err := c.Send(alice, []string{bob}, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Code == 450 {
+			if !strings.Contains(r.Text(), "4.7.1: Too much mail from "+alice) {
+				t.Errorf("rate limit reply %q", r.String())
+			}
+			if i < 5 {
+				t.Errorf("rate limited after only %d more messages", i)
+			}
+			limited = true
+			break
+		}
+		if r.Code != 250 {
+			t.Fatalf("message %d: %v", i, r)
+		}
+	}
+	if !limited {
+		t.Error("15 messages at once were not rate limited")
+	}
+}
+
+// TestChatmail23Incoming: port 25 needs STARTTLS for chatmail recipients (530 at
+// RCPT), cleartext mail to a chatmail account is refused with 523, and an
+// encrypted message without a DKIM signature with 554 (11, 23); an ordinary
+// account still takes cleartext (26).
+func TestChatmail23Incoming(t *testing.T) {
+	s := startChat(t)
+	carol := "carol0001@" + chatDomain
+	if _, err := imapLogin(t, s, carol, "pass-carol-1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	// From 127.0.0.9, a peer like any other (127.0.0.1 is the host itself).
+	c, _, err := testutil.DialSMTP(ctx, s.addr.SMTP, testutil.SMTPDialOptions{LocalIP: "127.0.0.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r, err := c.Hello("peer.example.org"); err != nil || r.Code != 250 {
+		t.Fatal(r, err)
+	}
+	if r, err := c.Cmd("MAIL FROM:<x@example.org>"); err != nil || r.Code != 250 {
+		t.Fatal(r, err)
+	}
+	if r, err := c.Cmd("RCPT TO:<%s>", carol); err != nil || r.String() != "530 5.7.0 Must issue a STARTTLS command first" {
+		t.Errorf("RCPT without STARTTLS: %q %v", r.String(), err)
+	}
+	if r, err := c.Cmd("RSET"); err != nil || r.Code != 250 {
+		t.Fatal(r, err)
+	}
+	if r, err := c.StartTLS(clientTLS()); err != nil || r.Code != 220 {
+		t.Fatal(r, err)
+	}
+	if r, err := c.Hello("peer.example.org"); err != nil || r.Code != 250 {
+		t.Fatal(r, err)
+	}
+	r, err := c.Send("x@example.org", []string{carol}, newMessage("x@example.org", carol, "plain-23@example.org", 400))
+	if err != nil || r.String() != "523 Encryption Needed: Invalid Unencrypted Mail" {
+		t.Errorf("cleartext to a chatmail account: %q %v", r.String(), err)
+	}
+	r, err = c.Send("fake@example.org", []string{carol}, encryptedFixture(t, "fake@example.org", carol, "[...]"))
+	if err != nil || r.String() != "554 5.7.1 No DKIM signature found" {
+		t.Errorf("encrypted without DKIM: %q %v", r.String(), err)
+	}
+	olga := "olga@" + domain
+	if r, err := c.Send("x@example.org", []string{olga}, newMessage("x@example.org", olga, "plain-26@example.org", 400)); err != nil || r.Code != 250 {
+		t.Errorf("cleartext to an ordinary account: %v %v", r, err)
+	}
+}
+
+// TestChatmail16Metadata: the METADATA answers Delta Chat reads (§2.3).
+func TestChatmail16Metadata(t *testing.T) {
+	s := startChat(t, "admin_contact=admin@"+chatDomain, "iroh_relay=https://iroh.example.org/")
+	c, err := imapLogin(t, s, "meta00001@"+chatDomain, "pass-meta-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := c.GetMetadata("", []string{"/shared/comment", "/shared/admin", "/shared/vendor/deltachat/irohrelay", "/shared/vendor/deltachat/maxsmtprecipients"}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"/shared/admin":                              "mailto:admin@" + chatDomain,
+		"/shared/vendor/deltachat/irohrelay":         "https://iroh.example.org/",
+		"/shared/vendor/deltachat/maxsmtprecipients": "1000",
+	}
+	for k, v := range want {
+		if got := data.Entries[k]; got == nil || string(*got) != v {
+			t.Errorf("%s = %v, want %q", k, got, v)
+		}
+	}
+	if v := data.Entries["/shared/comment"]; v != nil {
+		t.Errorf("/shared/comment = %q, want NIL", *v)
+	}
+}
