@@ -58,12 +58,9 @@ func (c *Chat) Authenticate(ctx context.Context, ip netip.Addr, user, pass strin
 		c.log.Warn("chat: first login refused: too many new accounts from this network", "user", clip(user), "ip", ip.String())
 		return nil, store.ErrAuthFailed
 	}
-	acc, err := c.st.CreateAccount(ctx, store.NewAccount{
-		Address:             user,
-		Password:            pass,
-		EnforceE2EEIncoming: p.EnforceE2EEIncoming,
-		TombstonesSince:     c.opts.Now().Add(-tombstoneKeep),
-	})
+	n := NewAccount(p, user, pass)
+	n.TombstonesSince = c.opts.Now().Add(-tombstoneKeep)
+	acc, err := c.st.CreateAccount(ctx, n)
 	switch {
 	case errors.Is(err, store.ErrExists):
 		// A concurrent first login made it (or an alias holds the name): check the
@@ -77,6 +74,18 @@ func (c *Chat) Authenticate(ctx context.Context, ip netip.Addr, user, pass strin
 	}
 	c.log.Info("chat: account created on first login", "account", acc.Address)
 	return acc, nil
+}
+
+// NewAccount is what a new account on a domain with profile p starts with, whoever
+// makes it (a first login, the admin): its incoming-encryption flag (§6.3) and the
+// domain's mailbox size as its quota (§10).
+func NewAccount(p profile.Profile, address, password string) store.NewAccount {
+	return store.NewAccount{
+		Address:             address,
+		Password:            password,
+		EnforceE2EEIncoming: p.EnforceE2EEIncoming,
+		QuotaBytes:          int64(p.MaxMailboxSize),
+	}
 }
 
 // newAccountProblem says why address and password cannot make an account on a domain

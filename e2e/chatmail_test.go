@@ -153,6 +153,19 @@ func TestChatmail02FirstLogin(t *testing.T) {
 	if !strings.Contains(out, addr) {
 		t.Errorf("account list lacks %s:\n%s", addr, out)
 	}
+	// §10: a chatmail account's quota is the domain's max_mailbox_size; the admin
+	// may change it, for ordinary accounts too.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, addr) && !strings.Contains(line, "500.0 MiB") {
+			t.Errorf("new chatmail account's quota: %q, want 500.0 MiB", line)
+		}
+	}
+	if r := s.mustAdmin(t, "", "account", "set", "olga@"+domain, "quota=2GiB", "enforce_e2ee_incoming=on"); !strings.Contains(r.Stdout, "quota=2.0 GiB messages=unlimited enforce_e2ee_incoming=on") {
+		t.Errorf("account set printed %q", r.Stdout)
+	}
+	if r := s.admin(t, "", "account", "set", "olga@"+domain, "quota=lots"); r.Code == 0 || !strings.Contains(r.Stderr, "not a size") {
+		t.Errorf("account set quota=lots: %d %q", r.Code, r.Stderr)
+	}
 	for _, absent := range []string{"short1234@", "toolongname1@", "bad!name1@", "postmaster@", "newperson@"} {
 		if strings.Contains(out, absent) {
 			t.Errorf("account list has %s:\n%s", absent, out)

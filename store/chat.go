@@ -18,6 +18,8 @@ type NewAccount struct {
 	Password string
 	// EnforceE2EEIncoming is the new account's flag (spec §6.3).
 	EnforceE2EEIncoming bool
+	// QuotaBytes is the account's quota; 0 keeps the server default (-1 in the row).
+	QuotaBytes int64
 	// TombstonesSince refuses the address if an account of that name was deleted
 	// after it; the zero time ignores tombstones.
 	TombstonesSince time.Time
@@ -66,6 +68,12 @@ func (s *Store) CreateAccount(ctx context.Context, n NewAccount) (*Account, erro
 				return err
 			}
 			a.EnforceE2EEIncoming = true
+		}
+		if n.QuotaBytes > 0 {
+			if _, err := t.exec("UPDATE accounts SET quota_bytes = ? WHERE id = ?", n.QuotaBytes, a.ID); err != nil {
+				return err
+			}
+			a.Quota = n.QuotaBytes
 		}
 		return nil
 	})

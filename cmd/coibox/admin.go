@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -99,7 +100,7 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 	fs := newFlagSet("account")
 	fs.StringVar(&configPath, "config", configPath, "config file")
 	verb, pos, err := subcommand(fs, args, map[string][2]int{
-		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "passwd": {1, 1}, "list": {0, 0},
+		"add": {1, 1}, "del": {1, 1}, "delete": {1, 1}, "passwd": {1, 1}, "list": {0, 0}, "set": {2, 10},
 	})
 	if err != nil {
 		return err
@@ -122,7 +123,16 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 		switch verb {
 		case "add":
 			addr := store.Normalize(pos[0])
-			if _, err := s.AddAccount(ctx, addr, password); err != nil {
+			_, dom, _ := store.SplitAddress(addr)
+			d, err := s.Domain(ctx, dom)
+			if err != nil {
+				return explain(fmt.Errorf("domain %s is not served here (add it first): %w", dom, store.ErrNotLocal), addr)
+			}
+			p, err := coi.StoredProfile(d)
+			if err != nil {
+				return err
+			}
+			if _, err := s.CreateAccount(ctx, coi.NewAccount(p, addr, password)); err != nil {
 				return explain(err, addr)
 			}
 			fmt.Fprintf(e.stdout, "added account %s\n", addr)
@@ -138,6 +148,8 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 			if generated {
 				fmt.Fprintf(e.stdout, "password: %s\n", password)
 			}
+		case "set":
+			return accountSet(ctx, e, s, store.Normalize(pos[0]), pos[1:])
 		case "del", "delete":
 			addr := store.Normalize(pos[0])
 			if err := s.DeleteAccount(ctx, addr); err != nil {
@@ -412,4 +424,89 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// accountSet applies `account set ADDRESS key=value...`: quota (a size, default or
+// unlimited), messages (a count or unlimited) and enforce_e2ee_incoming (on or off).
+// Every value is checked before anything changes.
+func accountSet(ctx context.Context, e *env, s *store.Store, addr string, args []string) error {
+	a, err := s.Account(ctx, addr)
+	if err != nil {
+		return explain(err, addr)
+	}
+	quota, msgs, enforce := a.Quota, a.QuotaMsgs, a.EnforceE2EEIncoming
+	for _, arg := range args {
+		key, value, ok := strings.Cut(arg, "=")
+		if !ok {
+			return usagef("account set %s: %q is not key=value", addr, arg)
+		}
+		switch key {
+		case "quota":
+			switch value {
+			case "default":
+				quota = -1
+			case "unlimited":
+				quota = 0
+			default:
+				z, err := config.ParseSize(value)
+				if err != nil || z <= 0 {
+					return usagef("account set %s: quota %q is not a size (e.g. 500MiB), default or unlimited", addr, value)
+				}
+				quota = int64(z)
+			}
+		case "messages":
+			if value == "unlimited" {
+				msgs = 0
+				break
+			}
+			n, err := strconv.ParseInt(value, 10, 64)
+			if err != nil || n <= 0 {
+				return usagef("account set %s: messages %q is not a positive count or unlimited", addr, value)
+			}
+			msgs = n
+		case "enforce_e2ee_incoming":
+			switch value {
+			case "on":
+				enforce = true
+			case "off":
+				enforce = false
+			default:
+				return usagef("account set %s: enforce_e2ee_incoming is on or off, not %q", addr, value)
+			}
+		default:
+			return usagef("account set %s: unknown key %q (quota, messages, enforce_e2ee_incoming)", addr, key)
+		}
+	}
+	if err := s.SetQuota(ctx, addr, quota, msgs); err != nil {
+		return err
+	}
+	if err := s.SetEnforceE2EEIncoming(ctx, addr, enforce); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "account %s: quota=%s messages=%s enforce_e2ee_incoming=%s\n", addr, quotaText(quota), countText(msgs), onOff(enforce))
+	return nil
+}
+
+func quotaText(q int64) string {
+	switch {
+	case q < 0:
+		return "default"
+	case q == 0:
+		return "unlimited"
+	}
+	return humanBytes(q)
+}
+
+func countText(n int64) string {
+	if n == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
