@@ -45,9 +45,11 @@ func encryptedFixture(t *testing.T, from, to, subject string) []byte {
 	return out.Bytes()
 }
 
+// startChat starts a server with the chatmail domain. The resource guard is off: a
+// shared test machine's load average says nothing about the server under test.
 func startChat(t *testing.T, settings ...string) *server {
 	t.Helper()
-	return startServer(t, options{users: []string{"olga"}, chatmail: chatDomain, chatSettings: settings})
+	return startServer(t, options{users: []string{"olga"}, chatmail: chatDomain, chatSettings: append([]string{"resource_guard=off"}, settings...)})
 }
 
 // imapLogin logs in over IMAPS and returns the client or the LOGIN error.
