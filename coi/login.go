@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/coibox/coibox/coi/onboard"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/store"
 )
@@ -21,11 +21,6 @@ import (
 // an expired chatmail address never passes to someone else (chatmail §3, a coibox
 // addition).
 const tombstoneKeep = 365 * 24 * time.Hour
-
-var localPartChars = regexp.MustCompile(`^[a-z0-9._-]+$`)
-
-// reserved names are never made by a first login (chatmail §3).
-var reserved = map[string]bool{"postmaster": true, "abuse": true, "mailer-daemon": true, "admin": true, "root": true}
 
 // Authenticate checks a login and, for an unknown address on a chatmail domain with
 // open registration, makes the account (chatmail §3). Every failure, a refused new
@@ -46,8 +41,8 @@ func (c *Chat) Authenticate(ctx context.Context, ip netip.Addr, user, pass strin
 	if err != nil || !ok || !p.Chatmail || p.Registration != profile.Open {
 		return c.st.Authenticate(ctx, user, pass)
 	}
-	if why := newAccountProblem(user, pass, p); why != "" {
-		c.log.Info("chat: first login refused", "user", clip(user), "why", why)
+	if err := onboard.CheckNewAccount(user, pass, onboard.Rules{LocalpartLen: onboard.Range(p.LocalpartLen), PasswordMin: p.PasswordMin}); err != nil {
+		c.log.Info("chat: first login refused", "why", err)
 		return nil, store.ErrAuthFailed
 	}
 	if why := c.resourceProblem(p.ResourceGuard); why != "" {
@@ -86,28 +81,6 @@ func NewAccount(p profile.Profile, address, password string) store.NewAccount {
 		EnforceE2EEIncoming: p.EnforceE2EEIncoming,
 		QuotaBytes:          int64(p.MaxMailboxSize),
 	}
-}
-
-// newAccountProblem says why address and password cannot make an account on a domain
-// with profile p, "" if they can (chatmail §3 rule 2 and 3).
-func newAccountProblem(address, password string, p profile.Profile) string {
-	local, _, err := store.SplitAddress(address)
-	if err != nil || strings.Count(address, "@") != 1 {
-		return "not an address"
-	}
-	if !localPartChars.MatchString(local) {
-		return "local part has characters other than a-z 0-9 . _ -"
-	}
-	if l := p.LocalpartLen; l.Min > 0 && (len(local) < l.Min || len(local) > l.Max) {
-		return "local part length " + strconv.Itoa(len(local)) + " outside " + strconv.Itoa(l.Min) + ".." + strconv.Itoa(l.Max)
-	}
-	if len(password) < p.PasswordMin {
-		return "password shorter than " + strconv.Itoa(p.PasswordMin)
-	}
-	if reserved[local] {
-		return "reserved name"
-	}
-	return ""
 }
 
 // resourceProblem says why the machine is too strained to take new accounts, "" if

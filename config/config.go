@@ -62,6 +62,7 @@ type Config struct {
 	Queue  Queue  `toml:"queue"`
 	MTASTS MTASTS `toml:"mta_sts"`
 	Store  Store  `toml:"store"`
+	Chat   Chat   `toml:"chat"`
 }
 
 // Listen ([listen]) holds the "host:port" address of each listener; "" disables it.
@@ -265,6 +266,37 @@ type Store struct {
 	GroupCommitMax int `toml:"group_commit_max"`
 }
 
+// Chat ([chat]) holds the server-wide switches of the chat rules; each domain's own
+// settings are its profile (coibox domain set, chatmail spec §1).
+type Chat struct {
+	// XChatmail (chat.xchatmail) advertises XCHATMAIL to accounts of chatmail domains
+	// whose profile has it; false hides it everywhere (newer Delta Chat cores read
+	// METADATA instead). Default: true.
+	XChatmail bool `toml:"xchatmail"`
+
+	// XDeltaPush (chat.xdeltapush) advertises XDELTAPUSH where a domain's profile has
+	// push on; false hides it everywhere. Default: true.
+	XDeltaPush bool `toml:"xdeltapush"`
+
+	// AccountsPerNetwork (chat.accounts_per_network) is the most accounts first logins
+	// may make per hour from one client /24 (IPv4) or /64 (IPv6). Default: 20.
+	AccountsPerNetwork int `toml:"accounts_per_network"`
+
+	// TURNListen (chat.turn_listen) is the "host:port" of the embedded TURN server for
+	// calls, UDP and TCP; it runs when a chatmail domain's profile has turn=embedded.
+	// "" turns it off. Default: ":3478".
+	TURNListen string `toml:"turn_listen"`
+
+	// TURNPublicIP (chat.turn_public_ip) is the IPv4 address clients relay through;
+	// "" takes hostname's first IPv4 address. Default: "".
+	TURNPublicIP string `toml:"turn_public_ip"`
+
+	// TURNAllowLoopback (chat.turn_allow_loopback) lets the TURN server relay to
+	// loopback addresses and to itself; only tests on one machine need it.
+	// Default: false.
+	TURNAllowLoopback bool `toml:"turn_allow_loopback"`
+}
+
 // Default returns the production defaults that a config file fills in from.
 func Default() *Config {
 	host := "localhost"
@@ -316,6 +348,7 @@ func Default() *Config {
 		},
 		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(28 * 24 * time.Hour)},
 		Store:  Store{GroupCommitMax: 256},
+		Chat:   Chat{XChatmail: true, XDeltaPush: true, AccountsPerNetwork: 20, TURNListen: ":3478"},
 	}
 }
 

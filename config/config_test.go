@@ -511,6 +511,8 @@ func literals(v reflect.Value, prefix string) map[string]string {
 			out[key] = strconv.Quote(x)
 		case int:
 			out[key] = strconv.Itoa(x)
+		case bool:
+			out[key] = strconv.FormatBool(x)
 		case []string:
 			q := make([]string, len(x))
 			for i, s := range x {

@@ -192,6 +192,10 @@ func checkTypes(raw map[string]any, t reflect.Type, prefix string) []error {
 			if _, ok := v.(int64); !ok {
 				bad("a whole number")
 			}
+		case ft.Kind() == reflect.Bool:
+			if _, ok := v.(bool); !ok {
+				bad("true or false")
+			}
 		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.String:
 			list, ok := v.([]any)
 			if !ok {

@@ -214,6 +214,18 @@ func (c *Config) check() []error {
 	}
 
 	positive("store.group_commit_max", c.Store.GroupCommitMax)
+
+	positive("chat.accounts_per_network", c.Chat.AccountsPerNetwork)
+	if c.Chat.TURNListen != "" {
+		if _, _, msg := checkAddr(c.Chat.TURNListen, "3478", false); msg != "" {
+			bad("chat.turn_listen", "%s", msg)
+		}
+	}
+	if c.Chat.TURNPublicIP != "" {
+		if ip, err := netip.ParseAddr(c.Chat.TURNPublicIP); err != nil || !ip.Is4() {
+			bad("chat.turn_public_ip", "%q is not an IPv4 address (the TURN relay is IPv4 only)", c.Chat.TURNPublicIP)
+		}
+	}
 	return errs
 }
 

@@ -3,8 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/pion/turn/v4"
 
 	"github.com/coibox/coibox/internal/testutil"
 )
@@ -47,9 +52,17 @@ func encryptedFixture(t *testing.T, from, to, subject string) []byte {
 
 // startChat starts a server with the chatmail domain. The resource guard is off: a
 // shared test machine's load average says nothing about the server under test.
+// The embedded TURN server is off (it would listen on every address): the TURN test
+// turns it on, on loopback.
 func startChat(t *testing.T, settings ...string) *server {
 	t.Helper()
-	return startServer(t, options{users: []string{"olga"}, chatmail: chatDomain, chatSettings: append([]string{"resource_guard=off"}, settings...)})
+	return startChatConfig(t, "\n[chat]\nturn_listen = \"\"\n", settings...)
+}
+
+func startChatConfig(t *testing.T, config string, settings ...string) *server {
+	t.Helper()
+	return startServer(t, options{users: []string{"olga"}, chatmail: chatDomain, config: config,
+		chatSettings: append([]string{"resource_guard=off"}, settings...)})
 }
 
 // imapLogin logs in over IMAPS and returns the client or the LOGIN error.
@@ -389,5 +402,141 @@ func TestChatmail16Metadata(t *testing.T) {
 	}
 	if v := data.Entries["/shared/comment"]; v != nil {
 		t.Errorf("/shared/comment = %q, want NIL", *v)
+	}
+}
+
+// TestChatmail06New: POST /new hands out credentials on the chatmail domain that a
+// first login then claims; GET redirects to the app; the legacy path answers the
+// same; other hosts and closed registration are refused (6, and §4).
+func TestChatmail06New(t *testing.T) {
+	s := startChat(t)
+	post := func(path, host string) (int, map[string]string, http.Header) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method(path), "http://"+s.addr.HTTP+strings.TrimPrefix(path, "GET "), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body, resp.Header
+	}
+	code, creds, h := post("/new", chatDomain)
+	if code != 200 || !strings.HasSuffix(creds["email"], "@"+chatDomain) || len(creds["password"]) <= 9 || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("POST /new: %d %v %v", code, creds, h)
+	}
+	if !strings.HasPrefix(creds["dclogin_url"], "dclogin:"+creds["email"]+"?p=") {
+		t.Errorf("self-signed server's /new lacks dclogin_url: %v", creds)
+	}
+	if _, err := imapLogin(t, s, creds["email"], creds["password"]); err != nil {
+		t.Errorf("first login with /new's credentials: %v", err)
+	}
+	if code, legacy, _ := post("/cgi-bin/newemail.py", chatDomain); code != 200 || legacy["email"] == creds["email"] {
+		t.Errorf("legacy path: %d %v", code, legacy)
+	}
+	if code, _, h := post("GET /new", chatDomain); code != 301 || h.Get("Location") != "dcaccount:https://"+chatDomain+"/new" {
+		t.Errorf("GET /new: %d %v", code, h)
+	}
+	if code, _, _ := post("/new", domain); code != 404 {
+		t.Errorf("POST /new on an ordinary domain: %d, want 404", code)
+	}
+	s.mustAdmin(t, "", "domain", "set", chatDomain, "registration=closed")
+	if code, body, _ := post("/new", chatDomain); code != 403 || body["reason"] != "registration is closed" {
+		t.Errorf("closed registration: %d %v", code, body)
+	}
+	if _, err := imapLogin(t, s, "closedreg@"+chatDomain, "long-enough-password"); err == nil {
+		t.Error("first login succeeded with registration closed")
+	}
+}
+
+func method(path string) string {
+	if strings.HasPrefix(path, "GET ") {
+		return http.MethodGet
+	}
+	return http.MethodPost
+}
+
+// TestChatmailTURN (f): the turn METADATA value Delta Chat reads gives credentials
+// that pion's TURN client allocates a relay with, and the relay carries a packet.
+func TestChatmailTURN(t *testing.T) {
+	port := testutil.FreePorts(t, 1)[0]
+	s := startChatConfig(t, fmt.Sprintf("\n[chat]\nturn_listen = \"127.0.0.1:%d\"\nturn_public_ip = \"127.0.0.1\"\nturn_allow_loopback = true\n", port))
+	c, err := imapLogin(t, s, "caller001@"+chatDomain, "pass-caller-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := c.GetMetadata("", []string{"/shared/vendor/deltachat/turn"}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := data.Entries["/shared/vendor/deltachat/turn"]
+	if v == nil {
+		t.Fatal("no turn METADATA value")
+	}
+	parts := strings.SplitN(string(*v), ":", 4)
+	if len(parts) != 4 || parts[0] != "localhost" || parts[1] != strconv.Itoa(port) {
+		t.Fatalf("turn value %q, want localhost:%d:EXPIRY:PASSWORD", *v, port)
+	}
+	if exp, err := strconv.ParseInt(parts[2], 10, 64); err != nil || time.Until(time.Unix(exp, 0)) < 4*24*time.Hour {
+		t.Errorf("turn credentials expire at %s, want days from now", parts[2])
+	}
+
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	server := fmt.Sprintf("127.0.0.1:%d", port)
+	cl, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Username: parts[2], Password: parts[3], Conn: pc, RTO: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := cl.Allocate()
+	if err != nil {
+		t.Fatalf("allocate with the METADATA credentials: %v", err)
+	}
+	defer relay.Close()
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := relay.WriteTo([]byte("ring ring"), peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, from, err := peer.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "ring ring" || from.String() != relay.LocalAddr().String() {
+		t.Errorf("peer got %q from %v (%v), want \"ring ring\" from the relay %v", buf[:n], from, err, relay.LocalAddr())
+	}
+
+	// Wrong password: no allocation.
+	pc2, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc2.Close()
+	bad, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server, TURNServerAddr: server, Username: parts[2], Password: "wrong", Conn: pc2, RTO: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := bad.Allocate(); err == nil {
+		r.Close()
+		t.Error("allocation with a wrong password succeeded")
 	}
 }

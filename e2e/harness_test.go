@@ -55,6 +55,8 @@ type options struct {
 	// with the `domain set` arguments in chatSettings.
 	chatmail     string
 	chatSettings []string
+	// config is more TOML appended to the config file, e.g. a [chat] table.
+	config string
 }
 
 // startServer writes a config (every listener on a free 127.0.0.1 port, a self-signed
@@ -69,6 +71,7 @@ func startServer(t *testing.T, o options) *server {
 	if o.limits != "" {
 		extra += "\n[limits]\n" + o.limits + "\n"
 	}
+	extra += o.config
 	path, dataDir, addrs := testutil.ServerConfig(t, extra)
 	s := &server{config: path, dataDir: dataDir, addr: addrs, passwords: map[string]string{}}
 	s.mustAdmin(t, "", "domain", "add", domain)

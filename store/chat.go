@@ -147,3 +147,17 @@ func (s *Store) DeletePushToken(ctx context.Context, accountID int64, token stri
 	}
 	return nil
 }
+
+// AddressTaken reports whether an address is an account, an alias (exactly: a
+// catch-all does not count) or a tombstone, so that /new hands out only names a
+// first login can claim.
+func (s *Store) AddressTaken(ctx context.Context, address string) (bool, error) {
+	address = Normalize(address)
+	var n int
+	err := s.readRow(ctx, `SELECT (SELECT count(*) FROM accounts WHERE address = ?) + (SELECT count(*) FROM aliases WHERE address = ?)
+		+ (SELECT count(*) FROM tombstones WHERE address = ?)`, address, address, address).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up address: %w", err)
+	}
+	return n > 0, nil
+}

@@ -1,6 +1,6 @@
 // Package webadmin serves coibox's HTTP endpoints: /metrics for Prometheus, /healthz for
-// load balancers and service managers, and the MTA-STS policy on mta-sts.<domain>; the
-// admin UI, autoconfig and /new come later.
+// load balancers and service managers, the MTA-STS policy on mta-sts.<domain>, and the
+// chat onboarding paths (/new); the admin UI and autoconfig come later.
 package webadmin
 
 import (
@@ -19,6 +19,9 @@ type Options struct {
 	Health func(ctx context.Context) error
 	// MTASTS, if set, serves the MTA-STS policy (see mtasts.go).
 	MTASTS *MTASTS
+	// Onboard, if set, serves /new, /cgi-bin/newemail.py, /new.png and the page at /
+	// (package coi/onboard, which answers 404 for hosts that are not chatmail domains).
+	Onboard http.Handler
 	Logger *slog.Logger
 }
 
@@ -38,6 +41,11 @@ func New(opts Options) http.Handler {
 	}
 	if opts.MTASTS != nil {
 		mux.Handle("GET "+STSPolicyPath, opts.MTASTS.handler(log))
+	}
+	if opts.Onboard != nil {
+		for _, p := range []string{"/new", "/cgi-bin/newemail.py", "GET /new.png", "GET /{$}"} {
+			mux.Handle(p, opts.Onboard)
+		}
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

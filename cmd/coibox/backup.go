@@ -13,9 +13,10 @@ import (
 	"github.com/coibox/coibox/store"
 )
 
-// backupDirs are the data directory's folders that hold state outside the database:
-// certificates and DKIM keys. Losing them means new keys and a DNS change.
-var backupDirs = []string{"tls", "dkim"}
+// backupDirs are the data directory's folders and files that hold state outside the
+// database: certificates and DKIM keys (losing them means new keys and a DNS change),
+// and the TURN secret (losing it invalidates the call credentials clients hold).
+var backupDirs = []string{"tls", "dkim", "turn.secret"}
 
 func cmdBackup(ctx context.Context, e *env, configPath string, args []string) error {
 	fset := newFlagSet("backup")

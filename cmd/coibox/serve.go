@@ -110,11 +110,19 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// DKIM keys, mostly the same few domains' (see dnsx.WithCache).
 	resolver := dnsx.New(cfg.DNS.Resolver).WithCache(dnsCacheEntries, time.Hour)
 	keys := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir))
+	turnSrv := startTURN(ctx, cfg, s, log.With("pkg", "turn"))
+	if turnSrv != nil {
+		defer turnSrv.Close()
+	}
 	chat := coi.New(coi.Options{
-		Store:             s,
-		DataDir:           cfg.DataDir,
-		MaxSMTPRecipients: cfg.Limits.Recipients,
-		Logger:            log.With("pkg", "coi"),
+		Store:               s,
+		DataDir:             cfg.DataDir,
+		HideXChatmail:       !cfg.Chat.XChatmail,
+		HideXDeltaPush:      !cfg.Chat.XDeltaPush,
+		CreationsPerNetwork: cfg.Chat.AccountsPerNetwork,
+		MaxSMTPRecipients:   cfg.Limits.Recipients,
+		TURN:                turnValue(cfg.Hostname, turnSrv, log.With("pkg", "turn")),
+		Logger:              log.With("pkg", "coi"),
 	})
 	pipeline := deliver.New(s, deliver.Options{
 		Hostname:        cfg.Hostname,
@@ -252,7 +260,12 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		shutdowns = append(shutdowns, srv.Shutdown)
 	}
 
+	onboard, err := chat.OnboardHandler(cfg.TLS.Mode == config.TLSSelfSigned)
+	if err != nil {
+		return err
+	}
 	web := webadmin.New(webadmin.Options{
+		Onboard: onboard,
 		Metrics: m.Handler(),
 		Health: func(ctx context.Context) error {
 			_, err := s.Domains(ctx)
