@@ -22,7 +22,7 @@ type Options struct {
 	// Onboard, if set, serves /new, /cgi-bin/newemail.py, /new.png and the page at /
 	// (package coi/onboard, which answers 404 for hosts that are not chatmail domains).
 	Onboard http.Handler
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // healthTimeout bounds one /healthz probe: a store that takes longer than this to
