@@ -15,6 +15,10 @@ import (
 	"github.com/coibox/coibox/store"
 )
 
+// ListenerMXDeliv is the deliver.Envelope Listener of mail received over HTTPS
+// /mxdeliv.
+const ListenerMXDeliv = "mxdeliv"
+
 // Replies chatmail peers and clients match by text (chatmail §6, §7, §8).
 var (
 	errStartTLS  = &deliver.Reply{Code: 530, Enhanced: [3]int{5, 7, 0}, Message: "Must issue a STARTTLS command first", Reason: metrics.ReasonPolicy}
@@ -165,7 +169,13 @@ func (c *Chat) Check(ctx context.Context, m *deliver.Message) (*deliver.Verdict,
 // meets chatmail's origin rule (§8: aligned DKIM, no SPF or DMARC) instead of the
 // usual checks, and without an Authentication-Results field: true when any local
 // recipient is on a domain that requires it.
+//
+// Mail over HTTPS /mxdeliv has no client address to judge, so it always needs
+// aligned DKIM, for ordinary recipients too (§11.1).
 func (c *Chat) InboundDKIMOnly(ctx context.Context, env *deliver.Envelope) (bool, error) {
+	if env.Listener == ListenerMXDeliv {
+		return true, nil
+	}
 	return c.chatmailRecipient(ctx, env, func(p profile.Profile) bool { return p.InboundDKIMRequired })
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coibox/coibox/coi"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dnsx"
@@ -42,7 +43,8 @@ const (
 func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger, dkimOnly func(context.Context, *deliver.Envelope) (bool, error)) deliver.Check {
 	return func(ctx context.Context, m *deliver.Message) (*deliver.Verdict, error) {
 		m.Body = mailauth.StripForged(m.Body, hostname)
-		if m.Kind != deliver.MX || !m.RemoteIP.IsValid() || isSelf(m.RemoteIP) {
+		mxdeliv := m.Listener == coi.ListenerMXDeliv
+		if m.Kind != deliver.MX || (!mxdeliv && (!m.RemoteIP.IsValid() || isSelf(m.RemoteIP))) {
 			return nil, nil
 		}
 		only := false
@@ -52,14 +54,17 @@ func authCheck(r *dnsx.Resolver, hostname string, log *slog.Logger, dkimOnly fun
 				return nil, err
 			}
 		}
-		v, err := mailauth.Check(ctx, r, mailauth.Input{
-			RemoteIP: net.IP(m.RemoteIP.AsSlice()),
+		in := mailauth.Input{
 			Helo:     m.HELO,
 			MailFrom: m.Sender,
 			Message:  m.Body,
 			Hostname: hostname,
 			DKIMOnly: only,
-		})
+		}
+		if !mxdeliv {
+			in.RemoteIP = net.IP(m.RemoteIP.AsSlice())
+		}
+		v, err := mailauth.Check(ctx, r, in)
 		if err != nil {
 			return nil, fmt.Errorf("check mail authentication: %w", err)
 		}
