@@ -39,6 +39,7 @@ type Options struct {
 type PushTokens interface {
 	Set(ctx context.Context, accountID int64, value []byte, now time.Time) error
 	Get(ctx context.Context, accountID int64, now time.Time) (string, error)
+	Trigger(ctx context.Context, accountID int64, accountAddress, fromAddress string) error
 }
 
 // Chat applies the chat rules.

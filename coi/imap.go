@@ -2,10 +2,12 @@ package coi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/coibox/coibox/coi/push"
 	"github.com/coibox/coibox/imapd"
 	"github.com/coibox/coibox/store"
 )
@@ -21,10 +23,6 @@ const (
 	entryDeviceTok  = "/private/devicetoken"
 	vendorDeltaChat = "/shared/vendor/deltachat"
 )
-
-// MaxDeviceToken is the longest device token accepted (chatmail §9): core pads its
-// encrypted tokens to 512 bytes.
-const MaxDeviceToken = 4096
 
 // Capabilities lists what an account's domain adds after login (chatmail §2.1):
 // XCHATMAIL only on chatmail domains, XDELTAPUSH where push is on, each hidden by
@@ -113,10 +111,13 @@ func (c *Chat) SetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 		if e.Value == nil {
 			continue // deleting a token is not how tokens go (they expire)
 		}
-		if len(e.Value) > MaxDeviceToken {
-			return &imapd.CommandError{Code: "METADATA MAXSIZE " + strconv.Itoa(MaxDeviceToken), Text: "Device token too long"}
-		}
-		if err := c.opts.Push.Set(ctx, acc.ID, e.Value, c.opts.Now()); err != nil {
+		err := c.opts.Push.Set(ctx, acc.ID, e.Value, c.opts.Now())
+		switch {
+		case errors.Is(err, push.ErrTooLarge):
+			return &imapd.CommandError{Code: "METADATA MAXSIZE " + strconv.Itoa(push.MaxTokenSize), Text: "Device token too long"}
+		case errors.Is(err, push.ErrBadToken):
+			return &imapd.CommandError{Code: "CANNOT", Text: "Invalid device token"}
+		case err != nil:
 			return fmt.Errorf("set device token: %w", err)
 		}
 	}

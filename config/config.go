@@ -295,6 +295,11 @@ type Chat struct {
 	// loopback addresses and to itself; only tests on one machine need it.
 	// Default: false.
 	TURNAllowLoopback bool `toml:"turn_allow_loopback"`
+
+	// PushNotifyURL (chat.push_notify_url) is where Delta Chat device tokens are
+	// posted when mail arrives for a domain with push on (chatmail spec §9); the
+	// proxy there wakes the device. Default: "https://notifications.delta.chat/notify".
+	PushNotifyURL string `toml:"push_notify_url"`
 }
 
 // Default returns the production defaults that a config file fills in from.
@@ -348,7 +353,8 @@ func Default() *Config {
 		},
 		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(28 * 24 * time.Hour)},
 		Store:  Store{GroupCommitMax: 256},
-		Chat:   Chat{XChatmail: true, XDeltaPush: true, AccountsPerNetwork: 20, TURNListen: ":3478"},
+		Chat: Chat{XChatmail: true, XDeltaPush: true, AccountsPerNetwork: 20, TURNListen: ":3478",
+			PushNotifyURL: "https://notifications.delta.chat/notify"},
 	}
 }
 

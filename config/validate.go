@@ -221,6 +221,9 @@ func (c *Config) check() []error {
 			bad("chat.turn_listen", "%s", msg)
 		}
 	}
+	if u, err := url.Parse(c.Chat.PushNotifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("chat.push_notify_url", "%q is not an http(s) URL", c.Chat.PushNotifyURL)
+	}
 	if c.Chat.TURNPublicIP != "" {
 		if ip, err := netip.ParseAddr(c.Chat.TURNPublicIP); err != nil || !ip.Is4() {
 			bad("chat.turn_public_ip", "%q is not an IPv4 address (the TURN relay is IPv4 only)", c.Chat.TURNPublicIP)

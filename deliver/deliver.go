@@ -133,11 +133,14 @@ type Options struct {
 	// with its own reply.
 	SubmitChecks []Check
 	Checks       []Check
-	Logger     *slog.Logger
-	Metrics    *metrics.Metrics
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
 	// Queued, if set, is called after a delivery put something in the outbound
 	// queue, so the queue can send it now instead of at its next scan.
 	Queued func()
+	// Stored, if set, is called after a message was committed for the accounts that
+	// got a copy (push notifications); it must not fail the delivery.
+	Stored func(ctx context.Context, m *Message, accounts []int64)
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -438,14 +441,19 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 	for i, r := range m.Recipients {
 		got[i] = r.Remote || len(r.Forward) > 0
 	}
+	var stored []int64
 	for _, t := range out {
 		if t.Err != nil {
 			continue
 		}
 		res.Local++
+		stored = append(stored, t.AccountID)
 		for _, i := range owners[t.AccountID] {
 			got[i] = true
 		}
+	}
+	if p.opts.Stored != nil && len(stored) > 0 {
+		p.opts.Stored(ctx, m, stored)
 	}
 	for i, r := range m.Recipients {
 		if !got[i] {

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -538,5 +542,125 @@ func TestChatmailTURN(t *testing.T) {
 	if r, err := bad.Allocate(); err == nil {
 		r.Close()
 		t.Error("allocation with a wrong password succeeded")
+	}
+}
+
+// TestChatmail16Push (16, 25): device tokens are added, never replaced, over a
+// SETMETADATA ended by a bare LF; mail from another user posts the raw token to the
+// notifier, retried after a 500 (8 s later), and a 410 removes the token.
+func TestChatmail16Push(t *testing.T) {
+	var mu sync.Mutex
+	var posts []string
+	var times []time.Time
+	answers := []int{500, 200, 410}
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		posts = append(posts, r.Method+" "+string(b))
+		times = append(times, time.Now())
+		code := 200
+		if len(answers) > 0 {
+			code, answers = answers[0], answers[1:]
+		}
+		w.WriteHeader(code)
+	}))
+	defer sink.Close()
+	s := startChatConfig(t, fmt.Sprintf("\n[chat]\nturn_listen = \"\"\npush_notify_url = %q\n", sink.URL))
+	dana, erin := "dana00001@"+chatDomain, "erin00001@"+chatDomain
+	if _, err := imapLogin(t, s, erin, "pass-erin-1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The relay's own test, byte for byte: bare LF, a space before ")".
+	conn, err := tls.Dial("tcp", s.addr.IMAPS, clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	line := func() string {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return strings.TrimRight(l, "\r\n")
+	}
+	send := func(s string) {
+		if _, err := conn.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line() // greeting
+	send("a00 LOGIN " + dana + " pass-dana-1\n")
+	if l := line(); !strings.HasPrefix(l, "a00 OK") {
+		t.Fatalf("LOGIN: %s", l)
+	}
+	for _, tok := range []string{"1111", "2222"} {
+		send("a01 SETMETADATA INBOX (/private/devicetoken \"" + tok + "\" )\n")
+		if l := line(); l != "a01 OK Setmetadata completed." {
+			t.Fatalf("SETMETADATA %s: %s", tok, l)
+		}
+	}
+	send("a02 GETMETADATA INBOX /private/devicetoken\n")
+	if l := line(); l != `* METADATA INBOX (/private/devicetoken {9}` {
+		t.Fatalf("GETMETADATA: %s", l)
+	}
+	if l := line(); l != "1111 2222)" {
+		t.Fatalf("GETMETADATA value: %q, want both tokens", l)
+	}
+	if l := line(); l != "a02 OK Getmetadata completed." {
+		t.Fatalf("GETMETADATA end: %s", l)
+	}
+	send("a03 SETMETADATA INBOX (/private/devicetoken \"" + strings.Repeat("x", 4097) + "\")\n")
+	if l := line(); !strings.HasPrefix(l, "a03 NO [METADATA MAXSIZE 4096]") {
+		t.Errorf("4097-byte token: %s", l)
+	}
+	send("a04 LOGOUT\n")
+
+	// Mail from erin wakes both of dana's devices; her own mail would not.
+	c := submit(t, s, erin, "pass-erin-1")
+	if r, err := c.Send(erin, []string{dana}, encryptedFixture(t, erin, dana, "[...]")); err != nil || r.Code != 250 {
+		t.Fatalf("send: %v %v", r, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(posts)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posts) < 3 {
+		t.Fatalf("notifier got %d posts in 30 s: %q", len(posts), posts)
+	}
+	got := map[string]int{}
+	for _, p := range posts[:3] {
+		got[p]++
+	}
+	// Two tokens, one refused with 500 and retried: three posts, bodies the raw tokens.
+	if got["POST 1111"]+got["POST 2222"] != 3 || got["POST 1111"] == 0 || got["POST 2222"] == 0 {
+		t.Errorf("posts %q, want the raw tokens 1111 and 2222, one of them twice", posts)
+	}
+	if d := times[2].Sub(times[0]); d < 7*time.Second {
+		t.Errorf("the retry after a 500 came %v after the first post, want about 8 s", d)
+	}
+	// The third answer was 410: that token is gone.
+	gone := strings.TrimPrefix(posts[2], "POST ")
+	cl, err := imapLogin(t, s, dana, "pass-dana-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := cl.GetMetadata("INBOX", []string{"/private/devicetoken"}, nil).Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := md.Entries["/private/devicetoken"]; v == nil || strings.Contains(string(*v), gone) || len(*v) != 4 {
+		t.Errorf("tokens after a 410 for %s: %v", gone, v)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coibox/coibox/authlimit"
 	"github.com/coibox/coibox/coi"
+	"github.com/coibox/coibox/coi/push"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dkim"
@@ -114,7 +115,13 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	if turnSrv != nil {
 		defer turnSrv.Close()
 	}
+	notifier, err := push.NewNotifier(s, cfg.Chat.PushNotifyURL, push.Options{Logger: log.With("pkg", "push")})
+	if err != nil {
+		return err
+	}
+	tokens := &push.Tokens{Store: s, Kick: notifier.Kick}
 	chat := coi.New(coi.Options{
+		Push:                tokens,
 		Store:               s,
 		DataDir:             cfg.DataDir,
 		HideXChatmail:       !cfg.Chat.XChatmail,
@@ -141,6 +148,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Logger:  log.With("pkg", "deliver"),
 		Metrics: m,
 		Queued:  kickQueue,
+		Stored:  chat.Stored,
 	})
 	q := queue.New(s, queue.Options{
 		Hostname:     cfg.Hostname,
@@ -308,7 +316,16 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		shutdowns = append(shutdowns, srv.Shutdown)
 	}
 
+	// The notifier stops with the queue: both only send, and what is pending stays
+	// in the store for the next start.
+	pushDone := make(chan struct{})
 	queueCtx, queueStop := context.WithCancel(context.Background())
+	go func() {
+		defer close(pushDone)
+		if err := notifier.Run(queueCtx); err != nil && queueCtx.Err() == nil {
+			log.Error("push notifier stopped", "err", err)
+		}
+	}()
 	defer queueStop()
 	queueDone := make(chan struct{})
 	go func() {
@@ -349,6 +366,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// Deliveries in flight stop and stay queued for the next start.
 	queueStop()
 	<-queueDone
+	<-pushDone
 	return runErr
 }
 
