@@ -296,6 +296,11 @@ type Chat struct {
 	// Default: false.
 	TURNAllowLoopback bool `toml:"turn_allow_loopback"`
 
+	// ALPN443 (chat.alpn443) lets listen.https carry IMAP and submission too, for
+	// clients that ask for ALPN "imap" or "smtp" (Delta Chat on networks that let
+	// only port 443 through). Default: true.
+	ALPN443 bool `toml:"alpn443"`
+
 	// PushNotifyURL (chat.push_notify_url) is where Delta Chat device tokens are
 	// posted when mail arrives for a domain with push on (chatmail spec §9); the
 	// proxy there wakes the device. Default: "https://notifications.delta.chat/notify".
@@ -354,7 +359,7 @@ func Default() *Config {
 		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(28 * 24 * time.Hour)},
 		Store:  Store{GroupCommitMax: 256},
 		Chat: Chat{XChatmail: true, XDeltaPush: true, AccountsPerNetwork: 20, TURNListen: ":3478",
-			PushNotifyURL: "https://notifications.delta.chat/notify"},
+			PushNotifyURL: "https://notifications.delta.chat/notify", ALPN443: true},
 	}
 }
 

@@ -664,3 +664,55 @@ func TestChatmail16Push(t *testing.T) {
 		t.Errorf("tokens after a 410 for %s: %v", gone, v)
 	}
 }
+
+// TestChatmailALPN443 (g): with only port 443 reachable, IMAP (ALPN "imap") and
+// submission (ALPN "smtp") work through it beside HTTPS.
+func TestChatmailALPN443(t *testing.T) {
+	s := startServer(t, options{users: []string{"olga"}, chatmail: chatDomain, https: true,
+		config: "\n[chat]\nturn_listen = \"\"\n", chatSettings: []string{"resource_guard=off"}})
+	user := "alpn00001@" + chatDomain
+	tlsFor := func(proto string) *tls.Config {
+		c := clientTLS()
+		c.NextProtos = []string{proto}
+		return c
+	}
+	ic, err := imapclient.DialTLS(s.https, &imapclient.Options{TLSConfig: tlsFor("imap")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	if err := ic.Login(user, "pass-alpn-01").Wait(); err != nil {
+		t.Fatalf("IMAP LOGIN over 443: %v", err)
+	}
+	if !ic.Caps().Has("XCHATMAIL") {
+		t.Errorf("IMAP over 443 is not the chat-aware IMAP server: %v", ic.Caps())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	sc, greeting, err := testutil.DialSMTP(ctx, s.https, testutil.SMTPDialOptions{TLS: tlsFor("smtp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if greeting.Code != 220 {
+		t.Fatalf("SMTP greeting over 443: %v", greeting)
+	}
+	if r, err := sc.Hello("client.e2e.test"); err != nil || r.Code != 250 {
+		t.Fatal(r, err)
+	}
+	if r, err := sc.AuthPlain(user, "pass-alpn-01"); err != nil || r.Code != 235 {
+		t.Fatalf("AUTH over 443: %v %v", r, err)
+	}
+	if r, err := sc.Send(user, []string{user}, encryptedFixture(t, user, user, "[...]")); err != nil || r.Code != 250 {
+		t.Errorf("submission over 443: %v %v", r, err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS()}}
+	resp, err := hc.Get("https://" + s.https + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("HTTPS over 443: %d", resp.StatusCode)
+	}
+}

@@ -40,6 +40,7 @@ type server struct {
 	config  string
 	dataDir string
 	addr    testutil.Listeners
+	https   string // the HTTPS listener, when options.https
 	proc    *testutil.ServerProc
 	// passwords by account address.
 	passwords map[string]string
@@ -57,6 +58,9 @@ type options struct {
 	chatSettings []string
 	// config is more TOML appended to the config file, e.g. a [chat] table.
 	config string
+	// https also serves HTTPS (and, through ALPN, IMAP and submission) on a free
+	// port, kept in server.https.
+	https bool
 }
 
 // startServer writes a config (every listener on a free 127.0.0.1 port, a self-signed
@@ -74,6 +78,17 @@ func startServer(t *testing.T, o options) *server {
 	extra += o.config
 	path, dataDir, addrs := testutil.ServerConfig(t, extra)
 	s := &server{config: path, dataDir: dataDir, addr: addrs, passwords: map[string]string{}}
+	if o.https {
+		s.https = fmt.Sprintf("127.0.0.1:%d", testutil.FreePorts(t, 1)[0])
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text = bytes.Replace(text, []byte(`https = ""`), []byte(fmt.Sprintf("https = %q", s.https)), 1)
+		if err := os.WriteFile(path, text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.mustAdmin(t, "", "domain", "add", domain)
 	if o.chatmail != "" {
 		s.mustAdmin(t, "", "domain", "add", "--chatmail", o.chatmail)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coibox/coibox/alpnmux"
 	"github.com/coibox/coibox/authlimit"
 	"github.com/coibox/coibox/coi"
 	"github.com/coibox/coibox/coi/push"
@@ -186,6 +187,19 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// One count of connections for every SMTP listener: limits.smtp_connections is
 	// the host's limit.
 	smtpSlots := smtpd.NewSlots(cfg.Limits.SMTPConnections, cfg.Limits.SMTPConnectionsPerIP)
+	// Port 443 carries IMAP and submission beside HTTPS, told apart by ALPN
+	// (chatmail spec §2.4); each goes to the same server as its own port.
+	var mux *alpnmux.Mux
+	if ln := lns.get("https"); ln != nil && cfg.Chat.ALPN443 {
+		mux = alpnmux.New(ln, alpnmux.DefaultHelloTimeout, log.With("pkg", "alpnmux"))
+	}
+	serveMore := func(name string, serve func(context.Context, net.Listener) error, l net.Listener) {
+		wg.Go(func() {
+			if err := serve(hardCtx, l); err != nil && !errors.Is(err, smtpd.ErrServerClosed) && !errors.Is(err, imapd.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s on port 443: %w", name, err)
+			}
+		})
+	}
 	for _, l := range []struct {
 		name string
 		kind smtpd.Kind
@@ -210,6 +224,9 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			Logger:          log.With("pkg", "smtpd"),
 			Metrics:         m,
 		})
+		if mux != nil && l.kind == smtpd.Submissions {
+			serveMore(l.name, srv.Serve, mux.Route("smtp"))
+		}
 		// smtpd adds the TLS layer of submissions itself, after its connection limits.
 		wg.Go(func() {
 			if err := srv.Serve(hardCtx, ln); err != nil && !errors.Is(err, smtpd.ErrServerClosed) {
@@ -260,6 +277,9 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 				},
 			},
 		})
+		if mux != nil && l.implicit {
+			serveMore(l.name, srv.ServeTLS, mux.Route("imap"))
+		}
 		wg.Go(func() {
 			if err := srv.Serve(hardCtx, ln); err != nil && !errors.Is(err, imapd.ErrServerClosed) {
 				errc <- fmt.Errorf("serve %s: %w", l.name, err)
@@ -301,6 +321,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			// ACME HTTP-01 challenges arrive on plain HTTP.
 			h = tlsm.HTTPHandler(web)
 		} else {
+			if mux != nil {
+				ln = mux.Default()
+				wg.Go(func() {
+					if err := mux.Serve(hardCtx); err != nil {
+						errc <- fmt.Errorf("serve port 443: %w", err)
+					}
+				})
+			}
 			ln = tls.NewListener(ln, tlsm.TLSConfig())
 		}
 		srv := &http.Server{
