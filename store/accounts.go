@@ -209,7 +209,7 @@ func (s *Store) AddAccount(ctx context.Context, address, password string) (*Acco
 	if password == "" {
 		return nil, fmt.Errorf("add account %s: empty password", address)
 	}
-	hash, err := HashPassword(password)
+	hash, err := s.auth.hash(password)
 	if err != nil {
 		return nil, fmt.Errorf("add account %s: %w", address, err)
 	}
@@ -314,7 +314,7 @@ func (s *Store) SetPassword(ctx context.Context, address, password string) error
 	if password == "" {
 		return fmt.Errorf("set password for %s: empty password", address)
 	}
-	hash, err := HashPassword(password)
+	hash, err := s.auth.hash(password)
 	if err != nil {
 		return fmt.Errorf("set password for %s: %w", address, err)
 	}
@@ -364,7 +364,7 @@ func (s *Store) Authenticate(ctx context.Context, address, password string) (*Ac
 	var hash string
 	err := s.readRow(ctx, "SELECT password_hash FROM accounts WHERE address = ?", address).Scan(&hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		spendHashCost(password)
+		s.auth.spend(password)
 		return nil, ErrAuthFailed
 	}
 	if err != nil {

@@ -38,7 +38,7 @@ func (s *Store) CreateAccount(ctx context.Context, n NewAccount) (*Account, erro
 	if n.Password == "" {
 		return nil, fmt.Errorf("create account %s: empty password", address)
 	}
-	hash, err := HashPassword(n.Password)
+	hash, err := s.auth.hash(n.Password)
 	if err != nil {
 		return nil, fmt.Errorf("create account %s: %w", address, err)
 	}

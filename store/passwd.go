@@ -62,10 +62,34 @@ func checkPassword(hash, password string) (bool, error) {
 // authCache remembers successful verifications, so a client that logs in on every
 // connection (Delta Chat does, several times a minute) costs one argon2 run, not many.
 // It keys on a digest of hash and password: a password change makes old entries miss.
+//
+// It also bounds how many argon2 runs go at once (sem): each takes 19 MiB for tens
+// of milliseconds, so fifty first logins at once would otherwise want a gigabyte on
+// a machine that may have one. Beyond the bound they queue, which costs time, not
+// memory; cache hits never wait.
 type authCache struct {
-	mu sync.Mutex
-	ok map[[32]byte]struct{}
+	mu  sync.Mutex
+	ok  map[[32]byte]struct{}
+	sem chan struct{}
 }
+
+// run does one argon2 computation within the bound.
+func (c *authCache) run(f func()) {
+	if c.sem != nil {
+		c.sem <- struct{}{}
+		defer func() { <-c.sem }()
+	}
+	f()
+}
+
+// hash is HashPassword within the bound.
+func (c *authCache) hash(password string) (h string, err error) {
+	c.run(func() { h, err = HashPassword(password) })
+	return h, err
+}
+
+// spend is spendHashCost within the bound.
+func (c *authCache) spend(password string) { c.run(func() { spendHashCost(password) }) }
 
 func authKey(hash, password string) [32]byte {
 	return sha256.Sum256([]byte(hash + "\x00" + password))
@@ -79,7 +103,9 @@ func (c *authCache) check(hash, password string) (bool, error) {
 	if hit {
 		return true, nil
 	}
-	ok, err := checkPassword(hash, password)
+	var ok bool
+	var err error
+	c.run(func() { ok, err = checkPassword(hash, password) })
 	if ok {
 		c.remember(hash, password)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -127,6 +128,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		stmts:  map[string]*sql.Stmt{},
 	}
 	s.feed.init()
+	s.auth.sem = make(chan struct{}, max(2, runtime.NumCPU()))
 	go s.writer()
 	return s, nil
 }
