@@ -25,6 +25,8 @@ type Options struct {
 	CreationsPerNetwork int
 	// MaxSMTPRecipients is served as /shared/vendor/deltachat/maxsmtprecipients.
 	MaxSMTPRecipients int
+	// AppVersions, one line of JSON, is served as /shared/vendor/deltachat/appversions.
+	AppVersions string
 	// TURN, when set, gives the value of /shared/vendor/deltachat/turn for a domain's
 	// profile ("" for none): package turn's credentials, wired by cmd.
 	TURN func(p profile.Profile, now time.Time) string

@@ -20,6 +20,7 @@ const (
 	entryIrohRelay  = "/shared/vendor/deltachat/irohrelay"
 	entryTURN       = "/shared/vendor/deltachat/turn"
 	entryMaxRcpts   = "/shared/vendor/deltachat/maxsmtprecipients"
+	entryAppVersion = "/shared/vendor/deltachat/appversions"
 	entryDeviceTok  = "/private/devicetoken"
 	vendorDeltaChat = "/shared/vendor/deltachat"
 )
@@ -48,7 +49,7 @@ func (c *Chat) Capabilities(acc *store.Account) []string {
 func (c *Chat) Owns(mailbox, entry string) bool {
 	if mailbox == "" {
 		switch entry {
-		case entryAdmin, entryComment, entryIrohRelay, entryTURN, entryMaxRcpts, vendorDeltaChat:
+		case entryAdmin, entryComment, entryIrohRelay, entryTURN, entryMaxRcpts, entryAppVersion, vendorDeltaChat:
 			return true
 		}
 		return false
@@ -81,6 +82,9 @@ func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 			values[entryTURN] = v
 		}
 	}
+	if c.opts.AppVersions != "" {
+		values[entryAppVersion] = c.opts.AppVersions
+	}
 	if p.Push {
 		// ≥2.58 cores read this key as "push is supported" (chatmail §2.3).
 		values[entryMaxRcpts] = strconv.Itoa(c.opts.MaxSMTPRecipients)
@@ -91,7 +95,7 @@ func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 			out = append(out, imapd.MetadataEntry{Name: name, Value: []byte(v)})
 		}
 		if name == vendorDeltaChat && depth != 0 {
-			for _, k := range []string{entryIrohRelay, entryMaxRcpts, entryTURN} {
+			for _, k := range []string{entryAppVersion, entryIrohRelay, entryMaxRcpts, entryTURN} {
 				if v, ok := values[k]; ok {
 					out = append(out, imapd.MetadataEntry{Name: k, Value: []byte(v)})
 				}

@@ -301,6 +301,11 @@ type Chat struct {
 	// only port 443 through). Default: true.
 	ALPN443 bool `toml:"alpn443"`
 
+	// AppVersions (chat.appversions) is served as the METADATA entry
+	// /shared/vendor/deltachat/appversions: one line of JSON telling newer Delta Chat
+	// cores which app versions are current; "" serves NIL. Default: "".
+	AppVersions string `toml:"appversions"`
+
 	// PushNotifyURL (chat.push_notify_url) is where Delta Chat device tokens are
 	// posted when mail arrives for a domain with push on (chatmail spec §9); the
 	// proxy there wakes the device. Default: "https://notifications.delta.chat/notify".

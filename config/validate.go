@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -223,6 +224,9 @@ func (c *Config) check() []error {
 	}
 	if u, err := url.Parse(c.Chat.PushNotifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("chat.push_notify_url", "%q is not an http(s) URL", c.Chat.PushNotifyURL)
+	}
+	if v := c.Chat.AppVersions; v != "" && (!json.Valid([]byte(v)) || strings.ContainsAny(v, "\r\n")) {
+		bad("chat.appversions", "is not one line of JSON")
 	}
 	if c.Chat.TURNPublicIP != "" {
 		if ip, err := netip.ParseAddr(c.Chat.TURNPublicIP); err != nil || !ip.Is4() {

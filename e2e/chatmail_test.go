@@ -385,12 +385,12 @@ func TestChatmail23Incoming(t *testing.T) {
 
 // TestChatmail16Metadata: the METADATA answers Delta Chat reads (§2.3).
 func TestChatmail16Metadata(t *testing.T) {
-	s := startChat(t, "admin_contact=admin@"+chatDomain, "iroh_relay=https://iroh.example.org/")
+	s := startChatConfig(t, "\n[chat]\nturn_listen = \"\"\nappversions = '{\"android\":\"2.58.0\"}'\n", "admin_contact=admin@"+chatDomain, "iroh_relay=https://iroh.example.org/")
 	c, err := imapLogin(t, s, "meta00001@"+chatDomain, "pass-meta-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := c.GetMetadata("", []string{"/shared/comment", "/shared/admin", "/shared/vendor/deltachat/irohrelay", "/shared/vendor/deltachat/maxsmtprecipients"}, nil).Wait()
+	data, err := c.GetMetadata("", []string{"/shared/comment", "/shared/admin", "/shared/vendor/deltachat/irohrelay", "/shared/vendor/deltachat/maxsmtprecipients", "/shared/vendor/deltachat/appversions"}, nil).Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,6 +398,7 @@ func TestChatmail16Metadata(t *testing.T) {
 		"/shared/admin":                              "mailto:admin@" + chatDomain,
 		"/shared/vendor/deltachat/irohrelay":         "https://iroh.example.org/",
 		"/shared/vendor/deltachat/maxsmtprecipients": "1000",
+		"/shared/vendor/deltachat/appversions":       `{"android":"2.58.0"}`,
 	}
 	for k, v := range want {
 		if got := data.Entries[k]; got == nil || string(*got) != v {

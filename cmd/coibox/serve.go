@@ -129,6 +129,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		HideXDeltaPush:      !cfg.Chat.XDeltaPush,
 		CreationsPerNetwork: cfg.Chat.AccountsPerNetwork,
 		MaxSMTPRecipients:   cfg.Limits.Recipients,
+		AppVersions:         cfg.Chat.AppVersions,
 		TURN:                turnValue(cfg.Hostname, turnSrv, log.With("pkg", "turn")),
 		Logger:              log.With("pkg", "coi"),
 	})
