@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/store"
 )
@@ -51,6 +53,7 @@ type Chat struct {
 	log      *slog.Logger
 	creation *netLimiter
 	sends    *gcra
+	firsts   singleflight.Group // first logins in progress, by address
 }
 
 // New returns the rules over opts.Store.

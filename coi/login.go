@@ -45,6 +45,22 @@ func (c *Chat) Authenticate(ctx context.Context, ip netip.Addr, user, pass strin
 		c.log.Info("chat: first login refused", "why", err)
 		return nil, store.ErrAuthFailed
 	}
+	// Concurrent first logins of one address (Delta Chat opens IMAP and SMTP at once;
+	// the relay's tests log in ten times in parallel) make it once: the others wait
+	// for that attempt and then log in like any later login. Only the attempt that
+	// creates counts against the network's limit.
+	v, err, shared := c.firsts.Do(user, func() (any, error) { return c.create(ctx, ip, user, pass, p) })
+	if shared {
+		return c.st.Authenticate(ctx, user, pass)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v.(*store.Account), nil
+}
+
+// create makes the account of a first login that passed the name rules.
+func (c *Chat) create(ctx context.Context, ip netip.Addr, user, pass string, p profile.Profile) (*store.Account, error) {
 	if why := c.resourceProblem(p.ResourceGuard); why != "" {
 		c.log.Warn("chat: first login refused by the resource guard", "user", clip(user), "why", why)
 		return nil, store.ErrAuthFailed
@@ -58,8 +74,9 @@ func (c *Chat) Authenticate(ctx context.Context, ip netip.Addr, user, pass strin
 	acc, err := c.st.CreateAccount(ctx, n)
 	switch {
 	case errors.Is(err, store.ErrExists):
-		// A concurrent first login made it (or an alias holds the name): check the
-		// password against what is there now.
+		// A concurrent first login made it (or an alias holds the name): nothing was
+		// created here, and the password is checked against what is there now.
+		c.creation.refund(ip)
 		return c.st.Authenticate(ctx, user, pass)
 	case errors.Is(err, store.ErrTombstoned):
 		c.log.Info("chat: first login refused: address recently deleted", "user", clip(user))
@@ -184,6 +201,18 @@ func (l *netLimiter) allow(ip netip.Addr, now time.Time) bool {
 	}
 	c.n++
 	return true
+}
+
+// refund gives back a unit allow counted for an event that did not happen.
+func (l *netLimiter) refund(ip netip.Addr) {
+	if !ip.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.counts[network(ip)]; c != nil && c.n > 0 {
+		c.n--
+	}
 }
 
 // clip shortens a client-supplied string for logs.

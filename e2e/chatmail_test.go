@@ -717,3 +717,20 @@ func TestChatmailALPN443(t *testing.T) {
 		t.Errorf("HTTPS over 443: %d", resp.StatusCode)
 	}
 }
+
+// TestChatmailCreationLimit: first logins make at most chat.accounts_per_network
+// accounts per hour from one client network; logins of existing accounts go on.
+func TestChatmailCreationLimit(t *testing.T) {
+	s := startChatConfig(t, "\n[chat]\nturn_listen = \"\"\naccounts_per_network = 3\n")
+	for i := range 3 {
+		if _, err := imapLogin(t, s, fmt.Sprintf("limit%04d@%s", i, chatDomain), "pass-limit-1"); err != nil {
+			t.Fatalf("account %d: %v", i, err)
+		}
+	}
+	if _, err := imapLogin(t, s, "limit0003@"+chatDomain, "pass-limit-1"); err == nil {
+		t.Error("a fourth account from one network was made")
+	}
+	if _, err := imapLogin(t, s, "limit0000@"+chatDomain, "pass-limit-1"); err != nil {
+		t.Errorf("login of an existing account after the limit: %v", err)
+	}
+}
