@@ -148,6 +148,7 @@ func (w *worker) deliver(ctx context.Context, j *job) []result {
 	if w.routeErr != nil {
 		return failAll(j, w.routeErr)
 	}
+	fed := q.federation(j, sig, body)
 	reused := w.sess != nil
 	if reused && j.entry.RequireTLS && !w.sess.requireTLSOK() {
 		w.closeConn()
@@ -158,7 +159,10 @@ func (w *worker) deliver(ctx context.Context, j *job) []result {
 			if w.down != nil {
 				return failAll(j, w.down)
 			}
-			s, f := w.connect(ctx, j)
+			s, rs, f := w.connect(ctx, j, fed)
+			if rs != nil {
+				return rs // delivered over HTTPS
+			}
 			if f != nil {
 				// A REQUIRETLS refusal says nothing about other messages.
 				if !j.entry.RequireTLS && ctx.Err() == nil {
@@ -167,7 +171,11 @@ func (w *worker) deliver(ctx context.Context, j *job) []result {
 				return failAll(j, f)
 			}
 			w.sess = s
+		} else if rs := w.offer(ctx, j, fed, w.sess.host); rs != nil {
+			// The kept connection's host gets the HTTPS offer a new one would.
+			return rs
 		}
+		host := w.sess.host
 		results, retry := w.send(ctx, j, sig, body)
 		if retry && reused {
 			// The kept connection had died (servers drop idle clients); a new one
@@ -176,6 +184,7 @@ func (w *worker) deliver(ctx context.Context, j *job) []result {
 			reused = false
 			continue
 		}
+		fed.smtpTook(host, results)
 		return results
 	}
 }
@@ -249,11 +258,14 @@ func (q *Queue) resolve(ctx context.Context, domain string) (*route, *failure) {
 // domain with many unreachable hosts cannot hold a worker for long.
 const maxConnects = 8
 
-// connect opens a session to the first usable host.
-func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
+// connect opens a session to the first usable host. With fed, each host is first
+// offered the message over HTTPS; if one takes it, connect returns the results
+// instead of a session.
+func (w *worker) connect(ctx context.Context, j *job, fed *offers) (*session, []result, *failure) {
 	q := w.q
 	if q.opts.Smarthost != nil {
-		return q.connectSmarthost(ctx)
+		s, f := q.connectSmarthost(ctx)
+		return s, nil, f
 	}
 	pol := w.route.policy
 	var last *failure
@@ -287,6 +299,13 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 			}
 			continue
 		}
+		// HTTPS before SMTP on each host (chatmail §11.2). Without DANE a host the
+		// MTA-STS policy rules out never gets here; with it the MX names are
+		// DNSSEC-validated. Either way /mxdeliv verifies the certificate for the MX
+		// name; TLSA records are for SMTP's port and are not consulted.
+		if rs := w.offer(ctx, j, fed, host); rs != nil {
+			return nil, rs, nil
+		}
 		var tlsa []dnsx.TLSA
 		if w.route.dane {
 			var f *failure
@@ -298,6 +317,7 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 				continue
 			}
 		}
+		var hostFail *failure
 		for _, ip := range ips {
 			if tries == maxConnects {
 				break
@@ -309,12 +329,17 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 				s, f = w.dial(ctx, j, host, ip, nil, false)
 			}
 			if f == nil {
-				return s, nil
+				return s, nil, nil
 			}
-			last = f
+			last, hostFail = f, f
 			if ctx.Err() != nil {
-				return nil, tempf("4.4.2", "interrupted")
+				return nil, nil, tempf("4.4.2", "interrupted")
 			}
+		}
+		if hostFail != nil && hostFail.reply == "" && q.opts.Federation != nil {
+			// No server answered (connection or TLS error): what the cache knew of
+			// the host may be stale, so its /mxdeliv is asked again next time.
+			q.opts.Federation.Forget(host)
 		}
 	}
 	if last == nil {
@@ -322,9 +347,9 @@ func (w *worker) connect(ctx context.Context, j *job) (*session, *failure) {
 	}
 	if last.requireTLS {
 		// RFC 8689 4.1: a REQUIRETLS message that no host can take securely bounces.
-		return nil, permf(550, "5.7.30", "REQUIRETLS: %s", last.msg)
+		return nil, nil, permf(550, "5.7.30", "REQUIRETLS: %s", last.msg)
 	}
-	return nil, last
+	return nil, nil, last
 }
 
 // lookupIP returns host's addresses and, when the route may use DANE, whether they

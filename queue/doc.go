@@ -44,6 +44,18 @@
 // temporary failure naming the reason. Trusting the AD bit assumes a validating
 // resolver on a trusted path.
 //
+// # HTTPS federation
+//
+// With Options.Federation (chatmail's /mxdeliv, spec/chatmail.md §11.2), each MX host
+// in preference order is first offered the message over HTTPS, unless the
+// federation's cache skips it; a 2xx delivers every recipient of the job, anything
+// else falls back to SMTP on the same host. The same signed bytes go either way. A
+// successful fallback is reported (MarkSMTP) so that the host is left to SMTP for a
+// while, and a host SMTP cannot connect to is forgotten by the cache. FederateFor
+// chooses the senders; smarthost routes, address literals and REQUIRETLS messages
+// stay on SMTP. A worker whose hosts were all unreachable fails its remaining jobs at
+// once, HTTPS included, as it does for SMTP.
+//
 // # Durability
 //
 // All state lives in the store. A recipient is marked delivered only after the remote

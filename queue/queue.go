@@ -29,6 +29,20 @@ type Signer interface {
 	Sign(ctx context.Context, domain string, msg []byte) ([]byte, error)
 }
 
+// Federation delivers over chatmail's HTTPS /mxdeliv (spec/chatmail.md §11.2) and
+// remembers which MX hosts lack it; *mxdeliv.Client satisfies it. The queue asks
+// Skip before offering a host a message, calls MarkSMTP when SMTP took a message
+// that the host's /mxdeliv had not, and Forget when it cannot connect to the host
+// by SMTP (connection or TLS error).
+type Federation interface {
+	// Deliver offers the signed message for rcpts; delivered means every one of
+	// them has it. The error, when not delivered, is for the log.
+	Deliver(ctx context.Context, mxHost, sender string, rcpts []string, msg []byte) (delivered bool, err error)
+	Skip(mxHost string) bool
+	MarkSMTP(mxHost string)
+	Forget(mxHost string)
+}
+
 // Smarthost TLS modes, as in the queue.smarthost_tls setting.
 const (
 	SmarthostSTARTTLS = "starttls"
@@ -97,6 +111,14 @@ type Options struct {
 	// (the original sender) handled, the DSN is not queued. cmd wires the delivery
 	// pipeline here so that bounces to local senders land in their mailbox directly.
 	LocalDeliver func(ctx context.Context, rcpt string, msg []byte) (handled bool, err error)
+	// Federation, if set, is offered each message for each MX host, in preference
+	// order, before SMTP on that host; what it does not take goes by SMTP to the
+	// same host. Not used with a Smarthost, for address literals, or for REQUIRETLS
+	// messages (RFC 8689 asks for an SMTP peer that announces REQUIRETLS).
+	Federation Federation
+	// FederateFor, if set, says per sender domain ("" for the null sender) whether
+	// Federation is used; nil means for every sender.
+	FederateFor func(senderDomain string) bool
 	// Now is the clock; default time.Now. Tests move it.
 	Now func() time.Time
 	// Dialer opens connections (SMTP and MTA-STS HTTPS); default a net.Dialer with a

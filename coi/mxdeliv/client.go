@@ -208,7 +208,7 @@ func (c *Client) Deliver(ctx context.Context, mxHost, sender string, rcpts []str
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			c.remember(host, NoServiceTTL, "refuses TCP")
 		}
-		return false, fmt.Errorf("post to %s: %w", u, err)
+		return false, fmt.Errorf("post message: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode/100 == 2 {
