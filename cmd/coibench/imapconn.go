@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,8 +107,14 @@ func literalSize(line []byte) (int, bool) {
 
 // cmd sends a command and reads its responses up to the tagged one. each, if set, sees
 // the first line of every untagged response (valid only during the call). A tagged
-// response other than OK is an error.
+// response other than OK is an error. Literals are skipped unread.
 func (c *imapConn) cmd(each func(line []byte), format string, args ...any) (imapReply, error) {
+	return c.command(each, nil, format, args...)
+}
+
+// command is cmd that, when literal is set, reads every literal and hands it over
+// (valid only during the call) instead of skipping it.
+func (c *imapConn) command(each, literal func([]byte), format string, args ...any) (imapReply, error) {
 	c.tag++
 	tag := "b" + strconv.Itoa(c.tag) + " "
 	_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
@@ -140,7 +147,15 @@ func (c *imapConn) cmd(each func(line []byte), format string, args ...any) (imap
 		}
 		inLiteralTail = false
 		if n, ok := literalSize(line); ok {
-			if _, err := c.r.Discard(n); err != nil {
+			if literal == nil {
+				_, err = c.r.Discard(n)
+			} else {
+				c.scratch = slices.Grow(c.scratch[:0], n)[:n]
+				if _, err = io.ReadFull(c.r, c.scratch); err == nil {
+					literal(c.scratch)
+				}
+			}
+			if err != nil {
 				return rep, fmt.Errorf("read reply to %s: %w", verb(command), err)
 			}
 			rep.Bytes += int64(n)
@@ -235,9 +250,11 @@ type existsEvent struct {
 	at time.Time
 }
 
-// watchExists reads an idling connection until it fails (closed), sending every
-// EXISTS with the time it was read.
+// watchExists reads an idling connection until it fails (closed) or the IDLE ends
+// (after DONE), sending every EXISTS with the time it was read. It returns nil when the
+// IDLE ended with OK; the connection can then take commands again.
 func (c *imapConn) watchExists(out chan<- existsEvent) error {
+	tag := []byte("b" + strconv.Itoa(c.tag) + " ")
 	for {
 		line, err := c.readLine()
 		if err != nil {
@@ -246,6 +263,12 @@ func (c *imapConn) watchExists(out chan<- existsEvent) error {
 		at := time.Now()
 		if n, ok := existsCount(line); ok {
 			out <- existsEvent{n, at}
+		}
+		if rest, ok := bytes.CutPrefix(line, tag); ok {
+			if status := strings.TrimSpace(string(rest)); !strings.HasPrefix(status, "OK") {
+				return fmt.Errorf("IDLE: %s", status)
+			}
+			return nil
 		}
 	}
 }

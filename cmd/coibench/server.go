@@ -24,6 +24,10 @@ const (
 	benchSender = "sender@sender.example"
 )
 
+// chatDomain is the chatmail domain a server started with serverOptions.chatmail
+// serves besides benchDomain; its accounts are made by first logins.
+const chatDomain = "chat.bench.example"
+
 // serverOptions shape the coibox a benchmark starts.
 type serverOptions struct {
 	bin      string // coibox binary; "" builds github.com/coibox/coibox/cmd/coibox
@@ -33,6 +37,11 @@ type serverOptions struct {
 	log      io.Writer // where the server's output goes besides its log file; nil: only the file
 	// limits holds extra lines for the config's [limits] table.
 	limits string
+	// chatmail also serves chatDomain, made with `domain add --chatmail`, with its
+	// send rate limit and resource guard off and the server's per-network account
+	// creation limit raised, so that the benchmark measures neither the limiter nor
+	// the guard; the embedded TURN server is off.
+	chatmail bool
 }
 
 // benchServer is a coibox started for a benchmark, on its own ports and data.
@@ -79,6 +88,14 @@ func startServer(ctx context.Context, o serverOptions) (_ *benchServer, err erro
 	}
 	if err := s.admin(ctx, "", "domain", "add", benchDomain); err != nil {
 		return nil, err
+	}
+	if o.chatmail {
+		if err := s.admin(ctx, "", "domain", "add", "--chatmail", chatDomain); err != nil {
+			return nil, err
+		}
+		if err := s.admin(ctx, "", "domain", "set", chatDomain, "resource_guard=off", "send_rate=100000/min,burst=100000"); err != nil {
+			return nil, err
+		}
 	}
 	for i := range o.users {
 		addr := fmt.Sprintf("user%d@%s", i+1, benchDomain)
@@ -152,6 +169,10 @@ smtp_connections_per_ip = 2000
 imap_connections_per_ip = 2000
 %s
 `, s.dataDir, level, s.addr.SMTP, s.addr.Submission, s.addr.Submissions, s.addr.IMAP, s.addr.IMAPS, s.addr.HTTP, s.dns.addr, s.opts.limits)
+	if s.opts.chatmail {
+		// Every first login comes from 127.0.0.1, one /24.
+		text += "\n[chat]\nturn_listen = \"\"\naccounts_per_network = 100000\n"
+	}
 	s.config = filepath.Join(s.dir, "coibox.toml")
 	if err := os.WriteFile(s.config, []byte(text), 0o600); err != nil {
 		return fmt.Errorf("write config: %w", err)
