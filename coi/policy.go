@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/coi/e2ee"
+	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/metrics"
@@ -17,7 +18,7 @@ import (
 
 // ListenerMXDeliv is the deliver.Envelope Listener of mail received over HTTPS
 // /mxdeliv.
-const ListenerMXDeliv = "mxdeliv"
+const ListenerMXDeliv = mxdeliv.Listener
 
 // Replies chatmail peers and clients match by text (chatmail §6, §7, §8).
 var (
@@ -263,4 +264,14 @@ func (g *gcra) allow(key string, r profile.Rate, now time.Time) bool {
 	}
 	g.tat[key] = tat.Add(interval)
 	return true
+}
+
+// FederateFor reports whether mail from senderDomain goes over HTTPS /mxdeliv first
+// (§11.2): mail from chatmail domains does; ordinary mail keeps plain SMTP, so that
+// large providers' MX hosts are not asked for a service they do not have.
+func (c *Chat) FederateFor(senderDomain string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, ok, err := c.DomainProfile(ctx, senderDomain)
+	return err == nil && ok && p.Chatmail
 }

@@ -301,6 +301,20 @@ type Chat struct {
 	// only port 443 through). Default: true.
 	ALPN443 bool `toml:"alpn443"`
 
+	// MXDelivInbound (chat.mxdeliv_inbound) accepts mail from other chatmail
+	// servers over HTTPS POST /mxdeliv on listen.https (chatmail spec §11.1), checked
+	// like port 25 and always with aligned DKIM. Default: true.
+	MXDelivInbound bool `toml:"mxdeliv_inbound"`
+
+	// MXDelivOutbound (chat.mxdeliv_outbound) sends mail from chatmail domains to
+	// each MX host's /mxdeliv first, and over SMTP when that fails (§11.2).
+	// Default: true.
+	MXDelivOutbound bool `toml:"mxdeliv_outbound"`
+
+	// MXDelivPort (chat.mxdeliv_port) is the HTTPS port of other servers' /mxdeliv.
+	// Only tests change it. Default: 443.
+	MXDelivPort int `toml:"mxdeliv_port"`
+
 	// AppVersions (chat.appversions) is served as the METADATA entry
 	// /shared/vendor/deltachat/appversions: one line of JSON telling newer Delta Chat
 	// cores which app versions are current; "" serves NIL. Default: "".
@@ -364,7 +378,8 @@ func Default() *Config {
 		MTASTS: MTASTS{Mode: MTASTSEnforce, MaxAge: Duration(28 * 24 * time.Hour)},
 		Store:  Store{GroupCommitMax: 256},
 		Chat: Chat{XChatmail: true, XDeltaPush: true, AccountsPerNetwork: 20, TURNListen: ":3478",
-			PushNotifyURL: "https://notifications.delta.chat/notify", ALPN443: true},
+			PushNotifyURL: "https://notifications.delta.chat/notify", ALPN443: true,
+			MXDelivInbound: true, MXDelivOutbound: true, MXDelivPort: 443},
 	}
 }
 

@@ -217,6 +217,9 @@ func (c *Config) check() []error {
 	positive("store.group_commit_max", c.Store.GroupCommitMax)
 
 	positive("chat.accounts_per_network", c.Chat.AccountsPerNetwork)
+	if p := c.Chat.MXDelivPort; p < 1 || p > 65535 {
+		bad("chat.mxdeliv_port", "%d is not a TCP port", p)
+	}
 	if c.Chat.TURNListen != "" {
 		if _, _, msg := checkAddr(c.Chat.TURNListen, "3478", false); msg != "" {
 			bad("chat.turn_listen", "%s", msg)

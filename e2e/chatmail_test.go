@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,27 +30,9 @@ import (
 
 const chatDomain = "chat.e2e.test"
 
-// encryptedFixture is a real PGP/MIME message (package e2ee's test data) with its
-// From, To and Subject replaced.
+// encryptedFixture is testutil.EncryptedMessage.
 func encryptedFixture(t *testing.T, from, to, subject string) []byte {
-	t.Helper()
-	raw, err := os.ReadFile("../coi/e2ee/testdata/encrypted.eml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
-	head, body, _ := bytes.Cut(raw, []byte("\n\n"))
-	var out bytes.Buffer
-	fmt.Fprintf(&out, "From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\nX-Mailer: e2e-test-mailer\r\n", from, to, subject)
-	for _, line := range strings.Split(string(head), "\n") {
-		if strings.HasPrefix(line, "From:") || strings.HasPrefix(line, "To:") || strings.HasPrefix(line, "Subject:") {
-			continue
-		}
-		out.WriteString(line + "\r\n")
-	}
-	out.WriteString("\r\n")
-	out.Write(bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n")))
-	return out.Bytes()
+	return testutil.EncryptedMessage(t, from, to, subject)
 }
 
 // startChat starts a server with the chatmail domain. The resource guard is off: a

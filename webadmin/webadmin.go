@@ -19,6 +19,9 @@ type Options struct {
 	Health func(ctx context.Context) error
 	// MTASTS, if set, serves the MTA-STS policy (see mtasts.go).
 	MTASTS *MTASTS
+	// MXDeliv, if set, receives mail over POST /mxdeliv (package coi/mxdeliv); it
+	// is served over TLS only.
+	MXDeliv http.Handler
 	// Onboard, if set, serves /new, /cgi-bin/newemail.py, /new.png and the page at /
 	// (package coi/onboard, which answers 404 for hosts that are not chatmail domains).
 	Onboard http.Handler
@@ -42,6 +45,10 @@ func New(opts Options) http.Handler {
 	if opts.MTASTS != nil {
 		mux.Handle("GET "+STSPolicyPath, opts.MTASTS.handler(log))
 	}
+	if opts.MXDeliv != nil {
+		// No method in the pattern: other methods get the handler's own 405.
+		mux.Handle("/mxdeliv", tlsOnly(opts.MXDeliv))
+	}
 	if opts.Onboard != nil {
 		for _, p := range []string{"/new", "/cgi-bin/newemail.py", "GET /new.png", "GET /{$}"} {
 			mux.Handle(p, opts.Onboard)
@@ -63,4 +70,16 @@ func New(opts Options) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	return mux
+}
+
+// tlsOnly refuses requests that did not come over TLS: mail must not travel, or be
+// accepted, in the clear.
+func tlsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			http.Error(w, "HTTPS only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/coi"
+	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/coi/turn"
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/dnsx"
+	"github.com/coibox/coibox/queue"
 	"github.com/coibox/coibox/store"
 )
 
@@ -88,4 +91,13 @@ func turnValue(hostname string, embedded *turn.Server, log *slog.Logger) func(pr
 		}
 		return ""
 	}
+}
+
+// federation is the queue's HTTPS /mxdeliv sender, nil when chat.mxdeliv_outbound is
+// off. It resolves MX hosts through the same resolver as SMTP.
+func federation(cfg *config.Config, r *dnsx.Resolver, log *slog.Logger) queue.Federation {
+	if !cfg.Chat.MXDelivOutbound {
+		return nil
+	}
+	return mxdeliv.NewClient(mxdeliv.ClientOptions{Resolver: r, Port: cfg.Chat.MXDelivPort, Logger: log})
 }

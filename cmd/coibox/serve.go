@@ -18,6 +18,7 @@ import (
 	"github.com/coibox/coibox/alpnmux"
 	"github.com/coibox/coibox/authlimit"
 	"github.com/coibox/coibox/coi"
+	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/push"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
@@ -164,6 +165,8 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Smarthost:    smarthost(cfg),
 		LocalDeliver: localDSN(s, pipeline, cfg.Hostname),
 		Dialer:       outboundDialer(cfg),
+		Federation:   federation(cfg, resolver, log.With("pkg", "mxdeliv")),
+		FederateFor:  chat.FederateFor,
 		Logger:       log.With("pkg", "queue"),
 		Metrics: queue.Metrics{
 			Recipient:   m.OutboundRecipient,
@@ -293,7 +296,12 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	if err != nil {
 		return err
 	}
+	var mxIn http.Handler
+	if cfg.Chat.MXDelivInbound {
+		mxIn = mxdeliv.NewHandler(mxdeliv.Options{Pipeline: pipeline, MaxBytes: int64(cfg.Limits.MessageSize), Logger: log.With("pkg", "mxdeliv")})
+	}
 	web := webadmin.New(webadmin.Options{
+		MXDeliv: mxIn,
 		Onboard: onboard,
 		Metrics: m.Handler(),
 		Health: func(ctx context.Context) error {
