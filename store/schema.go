@@ -236,6 +236,14 @@ CREATE TABLE push_jobs (
 );
 CREATE INDEX push_jobs_due ON push_jobs (next_attempt);
 `,
+	// 5: deleting a message looks for other messages sharing its body (refcounts) and
+	// the queue for entries holding it. Without these indexes each such lookup scans
+	// the table: 100 expunges among 16,000 messages held the writer for 42 ms, 4 ms
+	// with them (retention's measurement).
+	`
+CREATE INDEX messages_body ON messages (body_id);
+CREATE INDEX queue_body ON queue (body_id);
+`,
 }
 
 // rebuilds are the migrations (by number) that rebuild tables other tables refer to;

@@ -20,6 +20,7 @@ import (
 	"github.com/coibox/coibox/coi"
 	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/push"
+	"github.com/coibox/coibox/coi/retention"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dkim"
@@ -134,6 +135,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		TURN:                turnValue(cfg.Hostname, turnSrv, log.With("pkg", "turn")),
 		Logger:              log.With("pkg", "coi"),
 	})
+	expiry := retention.New(retention.Options{Store: s, Logger: log.With("pkg", "retention")})
 	pipeline := deliver.New(s, deliver.Options{
 		Hostname:        cfg.Hostname,
 		MaxRecipients:   cfg.Limits.Recipients,
@@ -151,7 +153,16 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Logger:  log.With("pkg", "deliver"),
 		Metrics: m,
 		Queued:  kickQueue,
-		Stored:  chat.Stored,
+		// After the commit: wake the recipients' devices first, then keep chatmail
+		// mailboxes under 75 % of their size (chatmail §9, §10).
+		Stored: func(ctx context.Context, m *deliver.Message, accounts []int64) {
+			chat.Stored(ctx, m, accounts)
+			for _, id := range accounts {
+				if err := expiry.AfterDelivery(context.WithoutCancel(ctx), id); err != nil {
+					log.Warn("retention: trim after delivery", "account", id, "err", err)
+				}
+			}
+		},
 	})
 	q := queue.New(s, queue.Options{
 		Hostname:     cfg.Hostname,
@@ -357,6 +368,11 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// in the store for the next start.
 	pushDone := make(chan struct{})
 	queueCtx, queueStop := context.WithCancel(context.Background())
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		_ = expiry.Run(queueCtx) // logs its own failures; returns when the context ends
+	}()
 	go func() {
 		defer close(pushDone)
 		if err := notifier.Run(queueCtx); err != nil && queueCtx.Err() == nil {
@@ -404,6 +420,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	queueStop()
 	<-queueDone
 	<-pushDone
+	<-retentionDone
 	return runErr
 }
 
