@@ -533,3 +533,17 @@ func TestValidateAfterChange(t *testing.T) {
 		t.Errorf("Validate = %v, want the port clash named", err)
 	}
 }
+
+// TestUnderscoreNames: a leading "_" (self-signed test and LAN setups of chatmail)
+// is accepted in hostname and tls.extra_names; "_" anywhere else is not.
+func TestUnderscoreNames(t *testing.T) {
+	c, err := Parse("t", []byte("hostname = \"_chat.lan\"\n[tls]\nextra_names = [\"_relay.test\"]\n"))
+	if err != nil || c.Hostname != "_chat.lan" || c.TLS.ExtraNames[0] != "_relay.test" {
+		t.Fatalf("leading underscore: %v %+v", err, c)
+	}
+	for _, h := range []string{"a._b.example", "_.example", "__x.example"} {
+		if _, err := Parse("t", []byte("hostname = \""+h+"\"\n")); err == nil {
+			t.Errorf("hostname %q accepted", h)
+		}
+	}
+}

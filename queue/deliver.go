@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +18,8 @@ import (
 	"github.com/coibox/coibox/queue/mtasts"
 	"github.com/coibox/coibox/store"
 	"golang.org/x/net/idna"
+
+	"github.com/coibox/coibox/internal/peertls"
 )
 
 // kind is the outcome of one attempt for one recipient.
@@ -216,15 +217,19 @@ func (q *Queue) resolve(ctx context.Context, domain string) (*route, *failure) {
 		}
 		return &route{hosts: []string{ip.String()}}, nil
 	}
-	// DNS knows internationalized names only in their A-label form.
-	ascii, err := idna.Lookup.ToASCII(domain)
-	if err != nil {
-		return nil, permf(501, "5.1.3", "bad domain name %s: %v", domain, err)
+	// DNS knows internationalized names only in their A-label form. A "_" test
+	// domain (peertls.Relaxed) is ASCII already, and IDNA refuses its "_".
+	if !peertls.Relaxed(domain) {
+		ascii, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			return nil, permf(501, "5.1.3", "bad domain name %s: %v", domain, err)
+		}
+		domain = ascii
 	}
-	domain = ascii
 	var (
 		mxs    []*net.MX
 		secure bool
+		err    error
 	)
 	dr, _ := q.opts.Resolver.(daneResolver)
 	if dr != nil {
@@ -408,7 +413,7 @@ func (w *worker) dial(ctx context.Context, j *job, host string, ip net.IP, tlsa 
 		if dane {
 			s.verifyErr = verifyDANE(cs, host, w.route.domain, tlsa)
 		} else {
-			s.verifyErr = q.verify(cs, host)
+			s.verifyErr = q.verify(cs, host, w.route.domain)
 		}
 		s.verified = s.verifyErr == nil
 	}
@@ -554,20 +559,8 @@ func (q *Queue) connected(s *session) {
 }
 
 // verify checks the peer's certificate chain for host against the configured roots.
-func (q *Queue) verify(cs tls.ConnectionState, host string) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("no certificate")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-		DNSName:       host,
-		Roots:         q.opts.RootCAs,
-		Intermediates: inter,
-	})
-	return err
+func (q *Queue) verify(cs tls.ConnectionState, host, domain string) error {
+	return peertls.Verify(cs, host, domain, q.opts.RootCAs)
 }
 
 // send runs the transaction for j on the current session. retry reports a

@@ -1,6 +1,7 @@
 package tlsmgr
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -36,10 +37,26 @@ func (m *Manager) selfSignedPaths() (crt, key string) {
 	return filepath.Join(d, "selfsigned.crt"), filepath.Join(d, "selfsigned.key")
 }
 
-// selfSignedNames are the DNS names the self-signed certificate covers: ours plus
-// localhost, for clients on the same machine.
+// selfSignedNames are the DNS names the self-signed certificate covers: ours, every
+// served mail domain (its /new and onboarding page are served under its own name, and
+// chatmail peers check the name even where they skip the chain: chatmail spec §11.2),
+// plus localhost, for clients on the same machine. A domain added later is covered
+// from the next refresh.
 func (m *Manager) selfSignedNames() []string {
 	names := slices.Clone(m.names)
+	if m.domains != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if ds, err := m.domains(ctx); err == nil {
+			for _, d := range ds {
+				if d = normalize(d); d != "" && !slices.Contains(names, d) {
+					names = append(names, d)
+				}
+			}
+		} else {
+			m.log.Warn("self-signed certificate: list domains", "err", err)
+		}
+	}
 	if !slices.Contains(names, "localhost") {
 		names = append(names, "localhost")
 	}

@@ -138,6 +138,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.log = m.log.With("mode", string(o.Mode))
+	m.domains = o.Domains
 	m.names = []string{m.hostname}
 	for _, n := range o.ExtraNames {
 		if n = normalize(n); n != "" && !slices.Contains(m.names, n) {
@@ -175,7 +176,6 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		if dir == "" {
 			dir = autocert.DefaultACMEDirectory
 		}
-		m.domains = o.Domains
 		m.acm = &autocert.Manager{
 			Prompt:     autocert.AcceptTOS,
 			Cache:      autocert.DirCache(m.acmeCache),
@@ -261,7 +261,7 @@ func (m *Manager) maybeRefresh() {
 	var err error
 	switch m.mode {
 	case SelfSigned:
-		if leaf := m.cert.Load().Leaf; needsRenewal(leaf, now) {
+		if leaf := m.cert.Load().Leaf; needsRenewal(leaf, now) || !sameNames(leaf, m.selfSignedNames()) {
 			err = m.loadOrCreateSelfSigned(now)
 		}
 	case Files:

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -521,5 +522,36 @@ func TestACMENoSNI(t *testing.T) {
 	}
 	if st := m.Status(); st[0].LastError != "" || st[0].Names[0] != "mail.example.org" {
 		t.Errorf("Status after handshakes = %+v", st)
+	}
+}
+
+// TestSelfSignedCoversDomains: the self-signed certificate names every served
+// domain, `_`-prefixed ones included, and a domain added later from the next
+// refresh.
+func TestSelfSignedCoversDomains(t *testing.T) {
+	domains := []string{"chat.example", "_lan.example"}
+	var mu sync.Mutex
+	m, err := New(t.Context(), Options{Mode: SelfSigned, Hostname: "mail.example.org", DataDir: t.TempDir(),
+		Domains: func(context.Context) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(domains), nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.cert.Load().Leaf.DNSNames, []string{"mail.example.org", "chat.example", "_lan.example", "localhost"}; !slices.Equal(got, want) {
+		t.Errorf("DNS names = %q, want %q", got, want)
+	}
+	mu.Lock()
+	domains = append(domains, "new.example")
+	mu.Unlock()
+	m.nextCheck.Store(0)
+	c, err := m.getCertificate(&tls.ClientHelloInfo{ServerName: "new.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(c.Leaf.DNSNames, "new.example") {
+		t.Errorf("after a domain was added: DNS names %q", c.Leaf.DNSNames)
 	}
 }
