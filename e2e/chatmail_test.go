@@ -715,3 +715,36 @@ func TestChatmailCreationLimit(t *testing.T) {
 		t.Errorf("login of an existing account after the limit: %v", err)
 	}
 }
+
+// TestChatmail18OverQuota: a chatmail mailbox full of recent mail refuses more with
+// 552 5.2.2 (at RCPT once it is known to be full), which the sender sees; the
+// immediate trim never deletes mail under 24 hours old to make room.
+func TestChatmail18OverQuota(t *testing.T) {
+	s := startChat(t)
+	alice, bob := "alice0018@"+chatDomain, "bob000018@"+chatDomain
+	for _, u := range []string{alice, bob} {
+		if _, err := imapLogin(t, s, u, "pass-"+u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mustAdmin(t, "", "account", "set", bob, "quota=6KiB")
+	c := submit(t, s, alice, "pass-"+alice)
+	msg := encryptedFixture(t, alice, bob, "[...]")
+	var last testutil.SMTPReply
+	for range 4 {
+		r, err := c.Send(alice, []string{bob}, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r
+		if r.Code != 250 {
+			break
+		}
+	}
+	if last.String() != "552 5.2.2 <"+bob+">: mailbox full" {
+		t.Errorf("send to a full mailbox: %q", last.String())
+	}
+	if n := len(s.inbox(t, bob)); n == 0 {
+		t.Error("the recent mail was trimmed away")
+	}
+}
