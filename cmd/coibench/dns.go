@@ -11,7 +11,9 @@ import (
 // stubDNS answers the started server's DNS lookups on 127.0.0.1, so that SPF and DMARC
 // checks of benchmark mail cost what a nearby caching resolver would, not a timeout on
 // a machine without DNS. It knows the sender domain's SPF and DMARC records (so the
-// checks run their full course and pass) and answers NXDOMAIN for every other name.
+// checks run their full course and pass), and whatever records a benchmark adds (the
+// chat benchmark's DKIM key of its stand-in peer), and answers NXDOMAIN for every
+// other name.
 type stubDNS struct {
 	addr string
 	srv  *dns.Server
@@ -25,13 +27,18 @@ var stubRecords = []string{
 	`mx.sender.example. 300 IN A 127.0.0.1`,
 }
 
-func startStubDNS() (*stubDNS, error) {
+// startStubDNS serves stubRecords and extra.
+func startStubDNS(extra []dns.RR) (*stubDNS, error) {
 	zone := map[string][]dns.RR{}
 	for _, line := range stubRecords {
 		rr, err := dns.NewRR(line)
 		if err != nil {
 			return nil, fmt.Errorf("stub dns record %q: %w", line, err)
 		}
+		name := strings.ToLower(rr.Header().Name)
+		zone[name] = append(zone[name], rr)
+	}
+	for _, rr := range extra {
 		name := strings.ToLower(rr.Header().Name)
 		zone[name] = append(zone[name], rr)
 	}

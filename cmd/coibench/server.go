@@ -15,6 +15,7 @@ import (
 
 	"github.com/coibox/coibox/internal/testutil"
 	"github.com/coibox/coibox/store"
+	"github.com/miekg/dns"
 )
 
 // benchDomain is the mail domain a started server serves; benchSender's domain is the
@@ -40,8 +41,15 @@ type serverOptions struct {
 	// chatmail also serves chatDomain, made with `domain add --chatmail`, with its
 	// send rate limit and resource guard off and the server's per-network account
 	// creation limit raised, so that the benchmark measures neither the limiter nor
-	// the guard; the embedded TURN server is off.
+	// the guard; the embedded TURN server is off. It also listens on HTTPS
+	// (listen.https, the self-signed certificate), where /mxdeliv takes mail from
+	// other chatmail servers.
 	chatmail bool
+	// imapPerIP and imapPerAccount, when above the defaults (2000 and the config's
+	// own), raise limits.imap_connections_per_ip and _per_account.
+	imapPerIP, imapPerAccount int
+	// dns holds records the stub DNS serves besides stubRecords.
+	dns []dns.RR
 }
 
 // benchServer is a coibox started for a benchmark, on its own ports and data.
@@ -52,6 +60,7 @@ type benchServer struct {
 	config  string
 	dataDir string
 	addr    testutil.Listeners
+	https   string // listen.https, "" unless opts.chatmail
 	dns     *stubDNS
 	proc    *testutil.ServerProc
 	logFile *os.File
@@ -80,7 +89,7 @@ func startServer(ctx context.Context, o serverOptions) (_ *benchServer, err erro
 			return nil, err
 		}
 	}
-	if s.dns, err = startStubDNS(); err != nil {
+	if s.dns, err = startStubDNS(o.dns); err != nil {
 		return nil, err
 	}
 	if err := s.writeConfig(); err != nil {
@@ -131,12 +140,19 @@ func freePorts(n int) ([]int, error) {
 }
 
 func (s *benchServer) writeConfig() error {
-	p, err := freePorts(6)
+	p, err := freePorts(7)
 	if err != nil {
 		return err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
 	s.addr = testutil.Listeners{SMTP: addr(0), Submission: addr(1), Submissions: addr(2), IMAP: addr(3), IMAPS: addr(4), HTTP: addr(5)}
+	if s.opts.chatmail {
+		s.https = addr(6)
+	}
+	limits := fmt.Sprintf("imap_connections_per_ip = %d\n", max(2000, s.opts.imapPerIP))
+	if s.opts.imapPerAccount > 0 {
+		limits += fmt.Sprintf("imap_connections_per_account = %d\n", s.opts.imapPerAccount)
+	}
 	s.dataDir = filepath.Join(s.dir, "data")
 	level := s.opts.logLevel
 	if level == "" {
@@ -155,7 +171,7 @@ submissions = %q
 imap = %q
 imaps = %q
 http = %q
-https = ""
+https = %q
 
 [tls]
 mode = "selfsigned"
@@ -166,9 +182,8 @@ resolver = %q
 [limits]
 smtp_connections = 4000
 smtp_connections_per_ip = 2000
-imap_connections_per_ip = 2000
-%s
-`, s.dataDir, level, s.addr.SMTP, s.addr.Submission, s.addr.Submissions, s.addr.IMAP, s.addr.IMAPS, s.addr.HTTP, s.dns.addr, s.opts.limits)
+%s%s
+`, s.dataDir, level, s.addr.SMTP, s.addr.Submission, s.addr.Submissions, s.addr.IMAP, s.addr.IMAPS, s.addr.HTTP, s.https, s.dns.addr, limits, s.opts.limits)
 	if s.opts.chatmail {
 		// Every first login comes from 127.0.0.1, one /24.
 		text += "\n[chat]\nturn_listen = \"\"\naccounts_per_network = 100000\n"

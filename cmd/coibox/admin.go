@@ -212,7 +212,7 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 				kind = "chatmail domain"
 			}
 			fmt.Fprintf(e.stdout, "added %s %s\n\n", kind, d.Name)
-			return printDNSRecords(e.stdout, cfg, d.Name)
+			return printDNSRecords(e.stdout, cfg, d)
 		case "del", "delete":
 			name := store.Normalize(pos[0])
 			if err := s.DeleteDomain(ctx, name, *force); err != nil {

@@ -43,7 +43,8 @@ func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) 
 	}
 	domain := strings.TrimSuffix(store.Normalize(pos[0]), ".")
 	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
-		if _, err := s.Domain(ctx, domain); err != nil {
+		dom, err := s.Domain(ctx, domain)
+		if err != nil {
 			return explain(err, domain)
 		}
 		// A check changes nothing, not even the key directory.
@@ -51,7 +52,7 @@ func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) 
 		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return err
 		}
-		plan, err := newDNSPlan(cfg, domain, keys)
+		plan, err := newDNSPlan(cfg, domain, keys, turnPort(cfg, dom))
 		if err != nil {
 			return err
 		}
@@ -67,12 +68,12 @@ func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) 
 // printDNSPlan prints every record domain needs as a zone-file fragment, creating the
 // domain's DKIM keys if it has none yet (the records are useless without them, and the
 // queue signs with them).
-func printDNSPlan(w io.Writer, cfg *config.Config, domain string) error {
+func printDNSPlan(w io.Writer, cfg *config.Config, domain string, turnPort int) error {
 	keys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Ensure(domain)
 	if err != nil {
 		return err
 	}
-	plan, err := newDNSPlan(cfg, domain, keys)
+	plan, err := newDNSPlan(cfg, domain, keys, turnPort)
 	if err != nil {
 		return err
 	}
@@ -198,14 +199,18 @@ func configuredIPs(cfg *config.Config) []netip.Addr {
 }
 
 // newDNSPlan lists the records domain needs (chatmail.md §12). keys may be nil when the
-// server has none for the domain, which the check reports.
-func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys) (*dnsPlan, error) {
+// server has none for the domain, which the check reports. turnPort, when not 0, is
+// the embedded TURN server's port that the domain's clients call through.
+func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys, turnPort int) (*dnsPlan, error) {
 	p := &dnsPlan{domain: domain, host: cfg.Hostname, knownIPs: configuredIPs(cfg)}
 	d, h := domain, cfg.Hostname
 
 	// The host's addresses.
 	addrItem := dnsItem{title: "A/AAAA " + h, need: required,
 		comment: []string{"The mail server's addresses: other servers and clients connect here."}}
+	if turnPort > 0 {
+		addrItem.comment = append(addrItem.comment, fmt.Sprintf("Calls: Delta Chat reaches the TURN server at %s, UDP and TCP port %d (relays use IPv4): let them through the firewall.", h, turnPort))
+	}
 	if len(p.knownIPs) == 0 {
 		addrItem.lines = []string{
 			"; " + zoneLine(h, "A", "<this server's public IPv4 address>"),
