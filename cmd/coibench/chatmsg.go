@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -79,13 +80,14 @@ const armorLine = 76
 // sends an end-to-end-encrypted message: PGP/MIME (RFC 3156) multipart/encrypted, part
 // 1 application/pgp-encrypted "Version: 1", part 2 application/octet-stream holding an
 // ASCII-armored OpenPGP message without armor headers, whose packets are one PKESK and
-// one SEIPD. From is the sender, as the server requires of a chatmail submission. The
+// one SEIPD. From is the sender, as the server requires of a chatmail submission (and
+// the Message-ID is of the sender's domain). The
 // Subject is a real one, so that the server's replacing it with "[...]" shows.
 func chatMessage(rng *rand.Rand, from, to string, seq, size int) []byte {
 	boundary := fmt.Sprintf("coibench-%016x", rng.Uint64())
 	var head bytes.Buffer
 	fmt.Fprintf(&head, "From: <%s>\r\nTo: <%s>\r\nSubject: coibench chat message %d\r\nDate: %s\r\nMessage-ID: <%016x.%d@%s>\r\n",
-		from, to, seq, time.Now().Format(time.RFC1123Z), rng.Uint64(), seq, chatDomain)
+		from, to, seq, time.Now().Format(time.RFC1123Z), rng.Uint64(), seq, from[strings.LastIndexByte(from, '@')+1:])
 	fmt.Fprintf(&head, "Chat-Version: 1.0\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n boundary=\"%s\"\r\n\r\n", boundary)
 	fmt.Fprintf(&head, "--%s\r\nContent-Type: application/pgp-encrypted; charset=utf-8\r\nContent-Description: PGP/MIME version identification\r\n\r\nVersion: 1\r\n\r\n", boundary)
 	fmt.Fprintf(&head, "--%s\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\";\r\n charset=utf-8\r\nContent-Description: OpenPGP encrypted message\r\nContent-Disposition: inline; filename=\"encrypted.asc\";\r\n\r\n", boundary)

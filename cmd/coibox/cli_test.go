@@ -342,7 +342,7 @@ func TestBackup(t *testing.T) {
 		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw\n"},
 	})
 	// A stand-in for the certificate folder, with a private key's mode; domain add
-	// made the DKIM keys.
+	// made the DKIM keys, the domain's and the hostname's (for bounces): 3 files each.
 	for _, f := range []string{"tls/key.pem"} {
 		p := filepath.Join(dataDir, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -355,7 +355,7 @@ func TestBackup(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "backup")
 	runSteps(t, "", []step{
 		{name: "backup", args: []string{"backup", dst, c}, wantStdout: []string{
-			"wrote " + filepath.Join(dst, store.DBFile), "wrote " + filepath.Join(dst, "tls") + " (1 files)", "wrote " + filepath.Join(dst, "dkim") + " (3 files)"}},
+			"wrote " + filepath.Join(dst, store.DBFile), "wrote " + filepath.Join(dst, "tls") + " (1 files)", "wrote " + filepath.Join(dst, "dkim") + " (6 files)"}},
 		{name: "backup again refuses", args: []string{"backup", dst, c}, wantCode: 1, wantStderr: []string{"exists; choose an empty directory"}},
 		{name: "backup into the data dir refuses", args: []string{"backup", filepath.Join(dataDir, "bk"), c}, wantCode: 1, wantStderr: []string{"inside the data directory"}},
 	})

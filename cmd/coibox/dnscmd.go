@@ -52,7 +52,11 @@ func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) 
 		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return err
 		}
-		plan, err := newDNSPlan(cfg, domain, keys, turnPort(cfg, dom))
+		hostKeys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Load(cfg.Hostname)
+		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			return err
+		}
+		plan, err := newDNSPlan(cfg, domain, keys, turnPort(cfg, dom), hostKeys)
 		if err != nil {
 			return err
 		}
@@ -69,11 +73,17 @@ func cmdDNSCheck(ctx context.Context, e *env, configPath string, args []string) 
 // domain's DKIM keys if it has none yet (the records are useless without them, and the
 // queue signs with them).
 func printDNSPlan(w io.Writer, cfg *config.Config, domain string, turnPort int) error {
-	keys, err := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir)).Ensure(domain)
+	ks := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir))
+	keys, err := ks.Ensure(domain)
 	if err != nil {
 		return err
 	}
-	plan, err := newDNSPlan(cfg, domain, keys, turnPort)
+	// serve makes the hostname's keys too, to sign its bounces.
+	hostKeys, err := ks.Ensure(cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	plan, err := newDNSPlan(cfg, domain, keys, turnPort, hostKeys)
 	if err != nil {
 		return err
 	}
@@ -201,7 +211,11 @@ func configuredIPs(cfg *config.Config) []netip.Addr {
 // newDNSPlan lists the records domain needs (chatmail.md §12). keys may be nil when the
 // server has none for the domain, which the check reports. turnPort, when not 0, is
 // the embedded TURN server's port that the domain's clients call through.
-func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys, turnPort int) (*dnsPlan, error) {
+//
+// hostKeys are the DKIM keys of the hostname itself (nil: none, or the hostname is
+// the domain): bounces come from MAILER-DAEMON@<hostname>, and chatmail servers take
+// them only with a DKIM signature aligned with that name (chatmail §6.3, §8).
+func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys, turnPort int, hostKeys *dkim.DomainKeys) (*dnsPlan, error) {
 	p := &dnsPlan{domain: domain, host: cfg.Hostname, knownIPs: configuredIPs(cfg)}
 	d, h := domain, cfg.Hostname
 
@@ -290,6 +304,24 @@ func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys, turnPo
 				comment = append([]string{"Both DKIM selectors: receivers check whichever algorithm they support."}, comment...)
 			}
 			p.items = append(p.items, dnsItem{title: "DKIM TXT " + strings.TrimSuffix(rec.Name, "."), need: required,
+				comment: comment,
+				lines:   []string{rec.ZoneLine()},
+				want:    rec.Value,
+				check:   checkDKIM(rec),
+			})
+		}
+	}
+	if hostKeys != nil && !strings.EqualFold(h, d) {
+		recs, err := dkim.Records(h, hostKeys)
+		if err != nil {
+			return nil, err
+		}
+		for i, rec := range recs {
+			var comment []string
+			if i == 0 {
+				comment = []string{"DKIM keys of " + h + " itself: bounces come from MAILER-DAEMON@" + h + ", and chatmail servers accept them only signed by it."}
+			}
+			p.items = append(p.items, dnsItem{title: "DKIM TXT " + strings.TrimSuffix(rec.Name, "."), need: recommended,
 				comment: comment,
 				lines:   []string{rec.ZoneLine()},
 				want:    rec.Value,

@@ -36,7 +36,7 @@ func dnsTestPlan(t *testing.T, cfg *config.Config) *dnsPlan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newDNSPlan(cfg, "example.org", keys, 0)
+	p, err := newDNSPlan(cfg, "example.org", keys, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,11 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// DKIM keys, mostly the same few domains' (see dnsx.WithCache).
 	resolver := dnsx.New(cfg.DNS.Resolver).WithCache(dnsCacheEntries, time.Hour)
 	keys := dkim.NewKeyStore(filepath.Join(cfg.DataDir, dkimDir))
+	// Bounces and delay notices come from MAILER-DAEMON@<hostname>: with keys for the
+	// hostname they are signed, as chatmail servers require (chatmail §6.3).
+	if _, err := keys.Ensure(cfg.Hostname); err != nil {
+		log.Warn("dkim: no keys for the hostname; bounces go unsigned", "hostname", cfg.Hostname, "err", err)
+	}
 	turnSrv := startTURN(ctx, cfg, s, log.With("pkg", "turn"))
 	if turnSrv != nil {
 		defer turnSrv.Close()

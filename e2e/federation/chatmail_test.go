@@ -99,6 +99,21 @@ func TestChatmailFederation(t *testing.T) {
 		}
 	})
 
+	t.Run("a remote bounce is accepted", func(t *testing.T) {
+		// b forwards to a domain that does not exist, so b's queue bounces to alice:
+		// a mailer-daemon report, DKIM-signed by b's hostname, which a's chatmail
+		// rules must accept (24).
+		b.mustAdmin(t, "", "alias", "add", "fwd@b.chat.test", "nobody@nonexistent.invalid")
+		send(t, "fwd@b.chat.test")
+		dsn := a.waitFor(t, alice, 60*time.Second, "bounce from b", func(m *mail.Message, raw []byte) bool {
+			return strings.Contains(strings.ToLower(m.Header.Get("From")), "mx.b.chat.test") &&
+				strings.HasPrefix(strings.ToLower(m.Header.Get("Content-Type")), "multipart/report")
+		})
+		if !bytes.Contains(dsn, []byte("nobody@nonexistent.invalid")) {
+			t.Errorf("b's bounce does not name the address:\n%s", dsn)
+		}
+	})
+
 	t.Run("SMTP fallback", func(t *testing.T) {
 		b.stop(t)
 		f, err := os.OpenFile(b.config, os.O_APPEND|os.O_WRONLY, 0)
