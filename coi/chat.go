@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/coibox/coibox/coi/coiext"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/store"
 )
@@ -34,6 +35,9 @@ type Options struct {
 	TURN func(p profile.Profile, now time.Time) string
 	// Push stores device tokens; nil leaves /private/devicetoken to the store.
 	Push PushTokens
+	// COI, when set, is the Chat-Over-IMAP extension: COI after login, its METADATA
+	// entries and folder rules (package coiext).
+	COI *coiext.Ext
 	// Now is the clock; tests replace it.
 	Now    func() time.Time
 	Logger *slog.Logger

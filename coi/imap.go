@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/coibox/coibox/coi/coiext"
 	"github.com/coibox/coibox/coi/push"
 	"github.com/coibox/coibox/imapd"
 	"github.com/coibox/coibox/store"
@@ -35,6 +36,9 @@ func (c *Chat) Capabilities(acc *store.Account) []string {
 		return nil
 	}
 	var caps []string
+	if c.opts.COI != nil {
+		caps = append(caps, "COI")
+	}
 	if p.Chatmail && p.XChatmail && !c.opts.HideXChatmail {
 		caps = append(caps, "XCHATMAIL")
 	}
@@ -47,6 +51,9 @@ func (c *Chat) Capabilities(acc *store.Account) []string {
 // Owns implements imapd.MetadataHook: the server entries of §2.3, and the device
 // token on INBOX when push tokens are kept.
 func (c *Chat) Owns(mailbox, entry string) bool {
+	if mailbox == "" && c.opts.COI != nil && (entry == strings.TrimSuffix(coiext.Prefix, "/") || strings.HasPrefix(entry, coiext.Prefix)) {
+		return true
+	}
 	if mailbox == "" {
 		switch entry {
 		case entryAdmin, entryComment, entryIrohRelay, entryTURN, entryMaxRcpts, entryAppVersion, vendorDeltaChat:
@@ -59,6 +66,17 @@ func (c *Chat) Owns(mailbox, entry string) bool {
 
 // GetMetadata implements imapd.MetadataHook.
 func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox string, names []string, depth int) ([]imapd.MetadataEntry, error) {
+	if mailbox == "" && c.opts.COI != nil && len(names) > 0 && strings.HasPrefix(names[0]+"/", coiext.Prefix) {
+		es, err := c.opts.COI.Get(ctx, acc, names, depth)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]imapd.MetadataEntry, len(es))
+		for i, e := range es {
+			out[i] = imapd.MetadataEntry{Name: e.Name, Value: e.Value}
+		}
+		return out, nil
+	}
 	if mailbox != "" {
 		tokens, err := c.opts.Push.Get(ctx, acc.ID, c.opts.Now())
 		if err != nil || tokens == "" {
@@ -108,6 +126,16 @@ func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 // SetMetadata implements imapd.MetadataHook: server entries are read-only; the
 // device token adds to the account's set (chatmail §9).
 func (c *Chat) SetMetadata(ctx context.Context, acc *store.Account, mailbox string, entries []imapd.MetadataEntry) error {
+	if mailbox == "" && c.opts.COI != nil && len(entries) > 0 && strings.HasPrefix(entries[0].Name, coiext.Prefix) {
+		es := make([]coiext.Entry, len(entries))
+		for i, e := range entries {
+			if !strings.HasPrefix(e.Name, coiext.Prefix) {
+				return &imapd.CommandError{Code: "CANNOT", Text: "COI and other entries cannot be set together"}
+			}
+			es[i] = coiext.Entry{Name: e.Name, Value: e.Value}
+		}
+		return cannot(c.opts.COI.Set(ctx, acc, es))
+	}
 	if mailbox == "" {
 		return &imapd.CommandError{Code: "NOPERM", Text: "Server entries are read-only"}
 	}
@@ -126,4 +154,36 @@ func (c *Chat) SetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 		}
 	}
 	return nil
+}
+
+// mailboxes is the imapd.MailboxHook of the COI folder rules (coiext, §5).
+type mailboxes struct{ x *coiext.Ext }
+
+// MailboxHook returns the folder rules for imapd, nil without COI.
+func (c *Chat) MailboxHook() imapd.MailboxHook {
+	if c.opts.COI == nil {
+		return nil
+	}
+	return mailboxes{c.opts.COI}
+}
+
+func (m mailboxes) Deleting(ctx context.Context, acc *store.Account, name string) error {
+	return cannot(m.x.Deleting(ctx, acc, name))
+}
+
+func (m mailboxes) Renaming(ctx context.Context, acc *store.Account, from, to string) error {
+	return cannot(m.x.Renaming(ctx, acc, from, to))
+}
+
+func (m mailboxes) Created(ctx context.Context, acc *store.Account, name string) error {
+	return cannot(m.x.Created(ctx, acc, name))
+}
+
+// cannot turns a coiext refusal into NO [CANNOT].
+func cannot(err error) error {
+	var ce *coiext.Error
+	if errors.As(err, &ce) {
+		return &imapd.CommandError{Code: "CANNOT", Text: ce.Text}
+	}
+	return err
 }

@@ -63,6 +63,7 @@ type Config struct {
 	MTASTS MTASTS `toml:"mta_sts"`
 	Store  Store  `toml:"store"`
 	Chat   Chat   `toml:"chat"`
+	COI    COI    `toml:"coi"`
 }
 
 // Listen ([listen]) holds the "host:port" address of each listener; "" disables it.
@@ -326,6 +327,23 @@ type Chat struct {
 	PushNotifyURL string `toml:"push_notify_url"`
 }
 
+// COI ([coi]) is the Chat-Over-IMAP server extension (coi spec §10), kept for COI
+// clients; Delta Chat uses none of it.
+type COI struct {
+	// Enabled (coi.enabled) advertises COI after login and serves its METADATA
+	// entries and folders. Default: true.
+	Enabled bool `toml:"enabled"`
+
+	// MailboxRoot (coi.mailbox_root) is the folder COI keeps Chats and Contacts in,
+	// the same for every account. Default: "COI".
+	MailboxRoot string `toml:"mailbox_root"`
+
+	// FilingDefault (coi.filing_default) is whether accounts may let COI file chat
+	// mail out of INBOX (message-filter active or seen) unless their own coi_filing
+	// says otherwise. Off, since Delta Chat watches INBOX only. Default: false.
+	FilingDefault bool `toml:"filing_default"`
+}
+
 // Default returns the production defaults that a config file fills in from.
 func Default() *Config {
 	host := "localhost"
@@ -380,6 +398,7 @@ func Default() *Config {
 		Chat: Chat{XChatmail: true, XDeltaPush: true, AccountsPerNetwork: 20, TURNListen: ":3478",
 			PushNotifyURL: "https://notifications.delta.chat/notify", ALPN443: true,
 			MXDelivInbound: true, MXDelivOutbound: true, MXDelivPort: 443},
+		COI: COI{Enabled: true, MailboxRoot: "COI"},
 	}
 }
 

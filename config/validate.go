@@ -216,6 +216,9 @@ func (c *Config) check() []error {
 
 	positive("store.group_commit_max", c.Store.GroupCommitMax)
 
+	if r := c.COI.MailboxRoot; r == "" || strings.Contains(r, "/") || strings.EqualFold(r, "INBOX") || strings.ContainsAny(r, "*%\x00\r\n") {
+		bad("coi.mailbox_root", "%q must be one mailbox name, not INBOX, without \"/\"", r)
+	}
 	positive("chat.accounts_per_network", c.Chat.AccountsPerNetwork)
 	if p := c.Chat.MXDelivPort; p < 1 || p > 65535 {
 		bad("chat.mxdeliv_port", "%d is not a TCP port", p)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/coibox/coibox/metrics"
@@ -107,6 +108,17 @@ type Verdict struct {
 	Mailbox string
 	// Flags are set on local copies (for example $Junk, $Chat).
 	Flags []string
+	// Place files the copies of some accounts differently: per account, a mailbox
+	// (used unless a check already named one for every copy) and more flags. COI's
+	// filing is per account.
+	Place map[int64]Placement
+}
+
+// Placement is where one account's copy goes and what flags it gets besides the
+// message's.
+type Placement struct {
+	Mailbox string
+	Flags   []string
 }
 
 // Check judges a complete message before it is stored. It may also rewrite m.Body
@@ -358,6 +370,7 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 	var header []string
 	var mailbox string
 	var flags []string
+	place := map[int64]Placement{}
 	run := func(checks []Check) error {
 		for _, check := range checks {
 			v, err := check(ctx, m)
@@ -375,6 +388,14 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 				mailbox = v.Mailbox
 			}
 			flags = append(flags, v.Flags...)
+			for id, pl := range v.Place {
+				old := place[id]
+				if old.Mailbox == "" {
+					old.Mailbox = pl.Mailbox
+				}
+				old.Flags = append(old.Flags, pl.Flags...)
+				place[id] = old
+			}
 		}
 		return nil
 	}
@@ -404,7 +425,14 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 	for i, r := range m.Recipients {
 		for _, id := range r.Accounts {
 			if _, ok := owners[id]; !ok {
-				d.Targets = append(d.Targets, store.Target{AccountID: id, Mailbox: mailbox, Flags: flags})
+				t := store.Target{AccountID: id, Mailbox: mailbox, Flags: flags}
+				if pl, ok := place[id]; ok {
+					if t.Mailbox == "" {
+						t.Mailbox = pl.Mailbox
+					}
+					t.Flags = append(slices.Clip(flags), pl.Flags...)
+				}
+				d.Targets = append(d.Targets, t)
 			}
 			owners[id] = append(owners[id], i)
 		}

@@ -160,7 +160,7 @@ func TestChatmail02FirstLogin(t *testing.T) {
 			t.Errorf("new chatmail account's quota: %q, want 500.0 MiB", line)
 		}
 	}
-	if r := s.mustAdmin(t, "", "account", "set", "olga@"+domain, "quota=2GiB", "enforce_e2ee_incoming=on"); !strings.Contains(r.Stdout, "quota=2.0 GiB messages=unlimited enforce_e2ee_incoming=on") {
+	if r := s.mustAdmin(t, "", "account", "set", "olga@"+domain, "quota=2GiB", "enforce_e2ee_incoming=on"); !strings.Contains(r.Stdout, "quota=2.0 GiB messages=unlimited enforce_e2ee_incoming=on coi_filing=off") {
 		t.Errorf("account set printed %q", r.Stdout)
 	}
 	if r := s.admin(t, "", "account", "set", "olga@"+domain, "quota=lots"); r.Code == 0 || !strings.Contains(r.Stderr, "not a size") {

@@ -62,6 +62,11 @@ func (s *session) cmdCreate(ctx context.Context, cmd *wire.Command) error {
 	if _, err := s.srv.st.CreateMailbox(ctx, s.acc.ID, name, use); err != nil {
 		return s.storeErr(err)
 	}
+	if h := s.srv.opts.MailboxHook; h != nil {
+		if err := h.Created(ctx, s.acc, store.CanonicalName(name)); err != nil {
+			return hookErr(err)
+		}
+	}
 	return nil
 }
 
@@ -81,6 +86,11 @@ func (s *session) cmdDelete(ctx context.Context, cmd *wire.Command) error {
 	}
 	if name == "INBOX" {
 		return no(wire.CodeCannot, "INBOX cannot be deleted")
+	}
+	if h := s.srv.opts.MailboxHook; h != nil {
+		if err := h.Deleting(ctx, s.acc, store.CanonicalName(name)); err != nil {
+			return hookErr(err)
+		}
 	}
 	if s.sel != nil && s.sel.name == store.CanonicalName(name) {
 		s.deselect()
@@ -115,8 +125,19 @@ func (s *session) cmdRename(ctx context.Context, cmd *wire.Command) error {
 			return no(wire.CodeAlreadyExists, "Mailbox %s already exists", clip(ct+mb.Name[len(cf):]))
 		}
 	}
+	hook := s.srv.opts.MailboxHook
+	if hook != nil {
+		if err := hook.Renaming(ctx, s.acc, store.CanonicalName(from), store.CanonicalName(to)); err != nil {
+			return hookErr(err)
+		}
+	}
 	if err := s.srv.st.RenameMailbox(ctx, s.acc.ID, from, to); err != nil {
 		return s.storeErr(err)
+	}
+	if hook != nil {
+		if err := hook.Created(ctx, s.acc, store.CanonicalName(to)); err != nil {
+			return hookErr(err)
+		}
 	}
 	if v := s.sel; v != nil && from != "INBOX" {
 		from = store.CanonicalName(from)

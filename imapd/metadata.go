@@ -80,8 +80,9 @@ func (s *session) cmdGetMetadata(ctx context.Context, cmd *wire.Command) error {
 				exact = true
 			}
 		}
-		if !exact {
-			// An explicitly named missing entry is NIL (coi.md §3).
+		if !exact && len(found) == 0 {
+			// An explicitly named missing entry is NIL (coi.md §3); one whose
+			// descendants answer a DEPTH request is not mentioned (§9).
 			add(name, nil, true)
 		}
 		for _, e := range found {

@@ -146,6 +146,17 @@ type MetadataHook interface {
 	SetMetadata(ctx context.Context, acc *store.Account, mailbox string, entries []MetadataEntry) error
 }
 
+// MailboxHook keeps state tied to folders in step with CREATE, DELETE and RENAME
+// (COI's Chats folder and its enabled entry). Names are canonical (INBOX spelled so).
+type MailboxHook interface {
+	// Deleting runs before a DELETE; an error (a *CommandError) refuses it.
+	Deleting(ctx context.Context, acc *store.Account, name string) error
+	// Renaming runs before a RENAME; an error refuses it.
+	Renaming(ctx context.Context, acc *store.Account, from, to string) error
+	// Created runs after a CREATE, or a RENAME, made name.
+	Created(ctx context.Context, acc *store.Account, name string) error
+}
+
 // CommandError is a failure a hook wants the client to see: "NO [Code] Text".
 type CommandError struct {
 	Code string // e.g. "CANNOT"; may be empty
@@ -179,6 +190,8 @@ type Options struct {
 	ExtraCapabilities func(acc *store.Account) []string
 	// MetadataHook intercepts METADATA entries it owns; nil: all go to the store.
 	MetadataHook MetadataHook
+	// MailboxHook hears of CREATE, DELETE and RENAME; nil: nobody does.
+	MailboxHook MailboxHook
 	// Compress advertises and allows COMPRESS=DEFLATE (costs ~300 KiB per connection
 	// that uses it).
 	Compress bool

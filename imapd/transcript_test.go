@@ -670,12 +670,12 @@ func TestTranscriptMetadata(t *testing.T) {
 		C: one /private/vendor/x/b/c "two" /private/vendor/x/long "`+strings.Repeat("y", 40)+`")
 		S: m2 OK Setmetadata completed.
 		C: m3 GETMETADATA (DEPTH 1) "" /private/vendor/x
-		S: * METADATA "" (/private/vendor/x NIL /private/vendor/x/a {3}
+		S: * METADATA "" (/private/vendor/x/a {3}
 		S: one /private/vendor/x/long {40}
 		S: `+strings.Repeat("y", 40)+`)
 		S: m3 OK Getmetadata completed.
 		C: m4 GETMETADATA (DEPTH infinity MAXSIZE 10) "" (/private/vendor/x)
-		S: * METADATA "" (/private/vendor/x NIL /private/vendor/x/a {3}
+		S: * METADATA "" (/private/vendor/x/a {3}
 		S: one /private/vendor/x/b/c {3}
 		S: two)
 		S: m4 OK [METADATA LONGENTRIES 40] Getmetadata completed.

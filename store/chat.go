@@ -161,3 +161,15 @@ func (s *Store) AddressTaken(ctx context.Context, address string) (bool, error) 
 	}
 	return n > 0, nil
 }
+
+// SetCOIFiling changes an account's opt-in to COI filing (coi spec §7.3).
+func (s *Store) SetCOIFiling(ctx context.Context, address string, on bool) error {
+	address = Normalize(address)
+	err := s.write(ctx, func(t *Tx) error {
+		return t.execOne("UPDATE accounts SET coi_filing = ? WHERE address = ?", on, address)
+	})
+	if err != nil {
+		return fmt.Errorf("set coi_filing of %s: %w", address, err)
+	}
+	return nil
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/internal/testutil"
+	"github.com/miekg/dns"
 )
 
 const chatUsage = `usage: coibench chat [flags]
@@ -26,8 +27,9 @@ Measures coibox as a chatmail relay. It builds cmd/coibox (or takes -coibox) and
 starts it on free 127.0.0.1 ports with a temporary data directory and a chatmail
 domain, ` + chatDomain + ` (domain add --chatmail), whose send rate limit and resource
 guard are off and whose per-network account creation limit is raised, so that neither
-the limiter nor the guard is measured. Then, over implicit TLS:
-  - first logins: -logins connections at once, each logging in (IMAP LOGIN) with a new
+the limiter nor the guard is measured; it also listens on HTTPS (listen.https, the
+self-signed certificate), which carries /mxdeliv. Then:
+  - first logins: -logins IMAPS connections at once, each logging in (LOGIN) with a new
     random 9-character address and a 16-character password, which makes the account;
     each login is timed from sending LOGIN to its tagged OK, and also from before the
     TLS dial; the server's RSS before the phase and its peak (VmHWM) during it are
@@ -41,6 +43,33 @@ the limiter nor the guard is measured. Then, over implicit TLS:
     (one PKESK and one SEIPD packet of random bytes), so that the server's encryption
     check passes them; afterwards the recipient fetches their Subject fields, which
     the server must have replaced with "[...]", to show that the chatmail path ran.
+  - ingest from another server: the benchmark plays a chatmail server of its own
+    domain, ` + peerDomain + ` (not served by the started one), with a DKIM key (-dkim)
+    made at start and published in the benchmark's stub DNS. It sends -ingest
+    messages of -size bytes, encrypted-shaped as above and DKIM-signed with d= the
+    From domain, to chatmail accounts of the first logins in turn, -ingest-conc at
+    once, first over port 25 (each worker one connection from its own 127.0.x.y,
+    EHLO, STARTTLS, pipelined transactions, all its messages on it), then over HTTPS
+    POST /mxdeliv (listen.https, self-signed; HTTP version -mxdeliv-http, its
+    connections kept alive). Each run opens its connections within its time. It
+    reports msg/s of each, confirmed by counting the store, and their ratio.
+    Before, three messages the server must refuse (port 25 with a signature by an
+    unpublished key, port 25 without STARTTLS, /mxdeliv with the unpublished key)
+    show that the origin checks the ingest pays for are on; then each path is
+    warmed up unmeasured.
+  - cross-host latency: the first account idles on its INBOX while the benchmark,
+    as the other server, POSTs -mx-messages messages to /mxdeliv one at a time,
+    each timed from reading the 200 to the idling client's reading "* N EXISTS",
+    and also from the request's start.
+  - idle connections: -conns connections on chatmail accounts (-conns-per-account
+    on each account, made by first login), logged in, INBOX selected, idling; the
+    server's RSS growth per connection, read from /proc, and its open files. The
+    server is restarted after the accounts are made and before the measurement (its
+    data stays), so that the heap the earlier phases left behind cannot absorb the
+    connections' memory; the restarted server's one password check per account
+    (argon2) falls within the phase, which if anything raises the figure. All come
+    from 127.0.0.1: the config's imap_connections_per_ip is -conns + 100 and
+    imap_connections_per_account -conns-per-account + 10 (at least 100).
 The client is a minimal one that reads responses to their end without decoding them,
 so the figures are the server's.
 
@@ -58,6 +87,14 @@ type chatFlags struct {
 	verbose  bool
 	logLevel string
 	timeout  time.Duration
+
+	ingest     int
+	ingestConc int
+	mxHTTP     string
+	dkimAlg    string
+	mxMessages int
+	conns      int
+	perAccount int
 }
 
 func (f *chatFlags) register(fs *flag.FlagSet) {
@@ -69,7 +106,14 @@ func (f *chatFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.keep, "keep", false, "keep the started server's temporary directory (data, config, log)")
 	fs.BoolVar(&f.verbose, "v", false, "copy the started server's log to stderr")
 	fs.StringVar(&f.logLevel, "log-level", "info", "the started server's log_level")
-	fs.DurationVar(&f.timeout, "timeout", time.Minute, "timeout of each IMAP command and SMTP round trip")
+	fs.DurationVar(&f.timeout, "timeout", time.Minute, "timeout of each IMAP command, SMTP round trip and HTTP request")
+	fs.IntVar(&f.ingest, "ingest", 2000, "messages from the other server over port 25 and as many over /mxdeliv, for the ingest comparison (0: skip)")
+	fs.IntVar(&f.ingestConc, "ingest-conc", 16, "messages in flight at once in the ingest comparison (SMTP connections, HTTP requests)")
+	fs.StringVar(&f.mxHTTP, "mxdeliv-http", "2", "HTTP `version` of the /mxdeliv client: 2 (one multiplexed connection, as coibox's own client) or 1.1 (keep-alive, one connection per request in flight)")
+	fs.StringVar(&f.dkimAlg, "dkim", "ed25519", "`type` of the other server's DKIM key: ed25519 or rsa (2048 bits)")
+	fs.IntVar(&f.mxMessages, "mx-messages", 300, "messages POSTed to /mxdeliv one at a time for the cross-host latency (0: skip)")
+	fs.IntVar(&f.conns, "conns", 10000, "idling IMAP connections on chatmail accounts for the memory per connection (0: skip)")
+	fs.IntVar(&f.perAccount, "conns-per-account", 100, "idling connections per account (the accounts are made by first login)")
 }
 
 // chatLogins is what the first-login phase measured.
@@ -118,14 +162,18 @@ type chatLatency struct {
 
 // chatReport is everything one `coibench chat` measured.
 type chatReport struct {
-	Target      string        `json:"target"`
-	Submissions string        `json:"submissions_target"`
-	Domain      string        `json:"domain"`
-	ServerPID   int           `json:"server_pid"`
-	CPUs        int           `json:"cpus"`
-	FirstLogins *chatLogins   `json:"first_logins"`
-	Latency     *chatLatency  `json:"chat_latency,omitempty"`
-	Targets     []targetCheck `json:"targets,omitempty"`
+	Target      string         `json:"target"`
+	Submissions string         `json:"submissions_target"`
+	Domain      string         `json:"domain"`
+	ServerPID   int            `json:"server_pid"`
+	CPUs        int            `json:"cpus"`
+	HTTPS       string         `json:"https_target"`
+	FirstLogins *chatLogins    `json:"first_logins"`
+	Latency     *chatLatency   `json:"chat_latency,omitempty"`
+	Ingest      *chatIngest    `json:"ingest,omitempty"`
+	MXLatency   *chatMXLatency `json:"mxdeliv_latency,omitempty"`
+	IdleConns   *chatIdleConns `json:"idle_conns,omitempty"`
+	Targets     []targetCheck  `json:"targets,omitempty"`
 }
 
 // chatAccount is an account a first login made.
@@ -143,8 +191,23 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "coibench chat: -size must be a size, -logins at least 2, -messages not negative, -timeout positive")
 		return errUsage
 	}
+	if f.ingest < 0 || f.ingestConc < 1 || f.mxMessages < 0 || f.conns < 0 || f.perAccount < 1 ||
+		(f.mxHTTP != "2" && f.mxHTTP != "1.1") || (f.dkimAlg != "ed25519" && f.dkimAlg != "rsa") {
+		fmt.Fprintln(stderr, "coibench chat: -ingest, -mx-messages and -conns must not be negative, -ingest-conc and -conns-per-account positive, -mxdeliv-http 2 or 1.1, -dkim ed25519 or rsa")
+		return errUsage
+	}
 
-	srv, err := startServer(ctx, serverOptions{bin: f.bin, keep: f.keep, logLevel: f.logLevel, log: verboseLog(f.verbose, stderr), chatmail: true})
+	key, err := newPeerKey(f.dkimAlg)
+	if err != nil {
+		return err
+	}
+	opts := serverOptions{bin: f.bin, keep: f.keep, logLevel: f.logLevel, log: verboseLog(f.verbose, stderr), chatmail: true,
+		dns: []dns.RR{key.record}}
+	if f.conns > 0 {
+		// Every idling connection comes from 127.0.0.1, perAccount on each account.
+		opts.imapPerIP, opts.imapPerAccount = f.conns+100, max(100, f.perAccount+10)
+	}
+	srv, err := startServer(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -153,7 +216,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "coibench chat: stop server: %v\n", err)
 		}
 	}()
-	rep := &chatReport{Target: srv.addr.IMAPS, Submissions: srv.addr.Submissions, Domain: chatDomain, ServerPID: srv.proc.Pid(), CPUs: runtime.NumCPU()}
+	rep := &chatReport{Target: srv.addr.IMAPS, Submissions: srv.addr.Submissions, HTTPS: srv.https, Domain: chatDomain, ServerPID: srv.proc.Pid(), CPUs: runtime.NumCPU()}
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "coibench chat: "+format+"\n", args...)
 	}
@@ -175,6 +238,46 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		progress("chat latency over %d encrypted messages: median %.2f ms, p99 %.2f ms", rep.Latency.Samples, rep.Latency.MedianMs, rep.Latency.P99Ms)
 	}
 
+	var mx *mxClient
+	if f.ingest > 0 || f.mxMessages > 0 {
+		mx = newMXClient(srv.https, f.mxHTTP, f.ingestConc, f.timeout)
+		defer mx.close()
+	}
+	if f.ingest > 0 && len(accounts) > 0 {
+		// The accounts of the latency phases stay out of it, when there are others.
+		rcpts := accounts
+		if len(rcpts) > 2 {
+			rcpts = rcpts[2:]
+		}
+		var to []string
+		for _, a := range rcpts[:min(len(rcpts), 10)] {
+			to = append(to, a.user)
+		}
+		tg := chatIngestTarget{smtp: srv.addr.SMTP, mx: mx, pid: rep.ServerPID, dataDir: srv.dataDir}
+		rep.Ingest, err = chatIngestBench(ctx, tg, key, to, f.ingest, f.ingestConc, int(size), f.timeout)
+		if err != nil {
+			return err
+		}
+		in := rep.Ingest
+		progress("ingest of %d messages at concurrency %d: port 25 %.0f msg/s, /mxdeliv (%s) %.0f msg/s, ratio %.2f",
+			in.Messages, in.Concurrency, in.SMTP.PerSecond, in.MXDeliv.Protocol, in.MXDeliv.PerSecond, in.Ratio)
+	}
+	if f.mxMessages > 0 && len(accounts) > 0 {
+		rep.MXLatency, err = chatMXLatencyBench(ctx, srv.addr.IMAPS, mx, key, accounts[0], f.mxMessages, int(size), f.timeout)
+		if err != nil {
+			return err
+		}
+		progress("/mxdeliv latency over %d messages: 200 to EXISTS median %.2f ms, p99 %.2f ms", rep.MXLatency.Samples, rep.MXLatency.MedianMs, rep.MXLatency.P99Ms)
+	}
+	if f.conns > 0 {
+		rep.IdleConns, err = chatIdleMemory(ctx, srv, f.conns, f.perAccount, f.timeout, progress)
+		if err != nil {
+			return err
+		}
+		c := rep.IdleConns
+		progress("%d idling connections on %d chatmail accounts: %.1f KB RSS each", c.Opened, c.Accounts, c.PerConnKB)
+	}
+
 	rep.Targets = checkChatTargets(rep)
 	if f.jsonOut {
 		enc := json.NewEncoder(stdout)
@@ -193,6 +296,16 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if c := rep.Latency; c != nil && (c.Scrubbed != c.Samples || c.Fetched != c.Samples) {
 		return fmt.Errorf("the recipient's INBOX holds %d messages, %d with Subject: [...]; want %d and %d", c.Fetched, c.Scrubbed, c.Samples, c.Samples)
+	}
+	if in := rep.Ingest; in != nil {
+		for _, r := range []chatIngestRun{in.SMTP, in.MXDeliv} {
+			if r.Acked != r.Sent || !r.StoredOK {
+				return fmt.Errorf("%s ingest: %d of %d acknowledged, %d stored; first problem: %s", r.Path, r.Acked, r.Sent, r.Stored, r.FirstProb)
+			}
+		}
+	}
+	if c := rep.IdleConns; c != nil && c.Opened != c.Conns {
+		return fmt.Errorf("%d of %d idling connections opened: %s", c.Opened, c.Conns, c.FirstError)
 	}
 	return nil
 }
@@ -493,6 +606,9 @@ const (
 	goalFirstLoginP99Ms  = 2000.0
 	goalFirstLoginPeakMB = 150.0
 	goalChatMedianMs     = 1.0
+	goalMXIngestRatio    = 1.0 // /mxdeliv msg/s at least port 25's
+	goalMXMedianMs       = 5.0
+	goalChatConnKB       = 50.0
 )
 
 func checkChatTargets(rep *chatReport) []targetCheck {
@@ -507,6 +623,18 @@ func checkChatTargets(rep *chatReport) []targetCheck {
 	}
 	if c := rep.Latency; c != nil {
 		out = append(out, targetCheck{What: "submission 250 to * EXISTS at the recipient's IDLE, median", Goal: fmt.Sprintf("≤ %g ms", goalChatMedianMs), Value: c.MedianMs, Unit: "ms", Met: c.MedianMs <= goalChatMedianMs})
+	}
+	if in := rep.Ingest; in != nil {
+		ok := in.SMTP.StoredOK && in.MXDeliv.StoredOK && in.SMTP.Acked == in.SMTP.Sent && in.MXDeliv.Acked == in.MXDeliv.Sent
+		out = append(out, targetCheck{What: fmt.Sprintf("/mxdeliv msg/s ÷ port 25 (STARTTLS) msg/s, %s at concurrency %d", humanBytes(int64(in.Size)), in.Concurrency),
+			Goal: fmt.Sprintf("≥ %g", goalMXIngestRatio), Value: in.Ratio, Unit: "×", Met: ok && in.Ratio >= goalMXIngestRatio})
+	}
+	if c := rep.MXLatency; c != nil {
+		out = append(out, targetCheck{What: "/mxdeliv 200 to * EXISTS at the recipient's IDLE, median", Goal: fmt.Sprintf("≤ %g ms", goalMXMedianMs), Value: c.MedianMs, Unit: "ms", Met: c.MedianMs <= goalMXMedianMs})
+	}
+	if c := rep.IdleConns; c != nil {
+		out = append(out, targetCheck{What: fmt.Sprintf("server RSS per idling chatmail connection, %d open", c.Opened), Goal: fmt.Sprintf("< %g KB", goalChatConnKB),
+			Value: c.PerConnKB, Unit: "KB", Met: c.Opened == c.Conns && c.Opened > 0 && c.PerConnKB < goalChatConnKB})
 	}
 	return out
 }
@@ -543,6 +671,24 @@ func printChatTable(w io.Writer, rep *chatReport) error {
 			c.DotMedianMs, c.DotP99Ms, c.DotMaxMs)
 		fmt.Fprintf(w, "recipient's INBOX afterwards: %d messages, %d with Subject: [...] (the server's scrubbing: the chatmail path ran)\n", c.Fetched, c.Scrubbed)
 	}
+	if in := rep.Ingest; in != nil {
+		if err := printChatIngest(w, in); err != nil {
+			return err
+		}
+	}
+	if c := rep.MXLatency; c != nil {
+		fmt.Fprintf(w, "\ncross-host: %d encrypted, DKIM-signed messages of %d bytes POSTed to /mxdeliv one at a time (%s, the connection kept); 200 to * N EXISTS at the recipient's IDLE: median %.2f ms, p99 %.2f ms, max %.2f ms (%d EXISTS read before the 200, counted as 0)\n",
+			c.Samples, c.MessageBytes, c.Protocol, c.MedianMs, c.P99Ms, c.MaxMs, c.Early)
+		fmt.Fprintf(w, "from the request's start to * N EXISTS (upload, the server's whole handling, commit included): median %.2f ms, p99 %.2f ms, max %.2f ms; request to 200: median %.2f ms\n",
+			c.ReqMedianMs, c.ReqP99Ms, c.ReqMaxMs, c.RoundTripMedianMs)
+	}
+	if c := rep.IdleConns; c != nil {
+		fmt.Fprintf(w, "\nidle: %d of %d connections on %d chatmail accounts (%d each, made by first login) logged in, INBOX selected, idling, opened in %.1f s; restarted server (pid %d): RSS %.1f → %.1f MB (anonymous %.1f → %.1f MB), %.1f KB per connection (anonymous %.1f KB); open files %d → %d\n",
+			c.Opened, c.Conns, c.Accounts, c.PerAccount, c.OpenMs/1000, c.ServerPID, mb(c.RSSBefore), mb(c.RSSAfter), mb(c.AnonBefore), mb(c.AnonAfter), c.PerConnKB, c.AnonPerConnKB, c.FDsBefore, c.FDsAfter)
+		if c.FirstError != "" {
+			fmt.Fprintf(w, "opening stopped at: %s\n", c.FirstError)
+		}
+	}
 	if len(rep.Targets) == 0 {
 		return nil
 	}
@@ -556,4 +702,41 @@ func printChatTable(w io.Writer, rep *chatReport) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%.2f %s\t%s\n", c.What, c.Goal, c.Value, c.Unit, verdict)
 	}
 	return tw.Flush()
+}
+
+// printChatIngest writes the ingest comparison: the origin checks, then a row per path.
+func printChatIngest(w io.Writer, in *chatIngest) error {
+	fmt.Fprintf(w, "\ningest from another server (%s, %s DKIM key in the stub DNS, d= the From domain): %d encrypted messages of %d bytes per path to %d chatmail accounts, %d at once, after %d unmeasured on each\n",
+		in.PeerDomain, in.DKIM, in.Messages, in.MessageBytes, in.Recipients, in.Concurrency, in.Warmup)
+	for _, c := range in.Origin {
+		verdict := "refused"
+		if !c.Refused {
+			verdict = "ACCEPTED"
+		}
+		fmt.Fprintf(w, "  origin check, %s: %s (%s)\n", c.What, verdict, c.Reply)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tprotocol\tconns\tacked\tmsg/s\tp50 ms\tp99 ms\tserver CPU/msg ms\tclient CPU/msg ms\tstored\t")
+	for _, r := range []chatIngestRun{in.SMTP, in.MXDeliv} {
+		stored := fmt.Sprintf("%d ok", r.Stored)
+		if !r.StoredOK {
+			stored = fmt.Sprintf("%d MISMATCH", r.Stored)
+		}
+		name := "port 25"
+		if r.Path == "mxdeliv" {
+			name = "/mxdeliv"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d/%d\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%s\t\n", name, r.Protocol, r.Connections, r.Acked, r.Sent,
+			r.PerSecond, r.P50Ms, r.P99Ms, r.ServerCPUPerMsgMs, r.ClientCPUPerMsgMs, stored)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range []chatIngestRun{in.SMTP, in.MXDeliv} {
+		if r.FirstProb != "" {
+			fmt.Fprintf(w, "%s: %d refused, %d errors; first: %s\n", r.Path, r.Refused, r.Errors, r.FirstProb)
+		}
+	}
+	fmt.Fprintf(w, "/mxdeliv ÷ port 25: %.2f\n", in.Ratio)
+	return nil
 }

@@ -165,6 +165,10 @@ func TestChatUsage(t *testing.T) {
 		{args: []string{"chat", "-logins", "1"}, wantCode: 2, wantErr: "-logins at least 2"},
 		{args: []string{"chat", "-size", "big"}, wantCode: 2, wantErr: "-size must be a size"},
 		{args: []string{"chat", "more"}, wantCode: 2, wantErr: "unexpected argument"},
+		{args: []string{"chat", "-mxdeliv-http", "3"}, wantCode: 2, wantErr: "-mxdeliv-http 2 or 1.1"},
+		{args: []string{"chat", "-dkim", "dsa"}, wantCode: 2, wantErr: "-dkim ed25519 or rsa"},
+		{args: []string{"chat", "-ingest-conc", "0"}, wantCode: 2, wantErr: "-ingest-conc"},
+		{args: []string{"chat", "-conns", "-1"}, wantCode: 2, wantErr: "-conns must not be negative"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer
@@ -182,7 +186,8 @@ func TestChatSmoke(t *testing.T) {
 		t.Skip("builds and starts coibox")
 	}
 	var out, errb bytes.Buffer
-	code := run(t.Context(), []string{"chat", "-logins", "5", "-messages", "5", "-json"}, &out, &errb)
+	code := run(t.Context(), []string{"chat", "-logins", "5", "-messages", "5", "-ingest", "20", "-ingest-conc", "4",
+		"-mx-messages", "5", "-conns", "30", "-conns-per-account", "10", "-json"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstderr:\n%s", code, errb.String())
 	}
@@ -216,8 +221,48 @@ func TestChatSmoke(t *testing.T) {
 	if !(0 < c.DotMedianMs && c.DotMedianMs <= c.DotP99Ms && c.DotP99Ms <= c.DotMaxMs) || c.DotMedianMs < c.MedianMs || c.DotMaxMs < c.MaxMs {
 		t.Errorf("chat latency from the dot: %+v; want 0 < median ≤ p99 ≤ max, each at least its figure from the 250", c)
 	}
-	if len(rep.Targets) != 5 || !rep.Targets[0].Met {
-		t.Errorf("targets: %+v; want 5, all logins met", rep.Targets)
+	in := rep.Ingest
+	if in == nil || in.Messages != 20 || in.Concurrency != 4 || in.DKIM != "ed25519" || in.PeerDomain != peerDomain || in.Recipients != 3 {
+		t.Fatalf("ingest: %+v", in)
+	}
+	if len(in.Origin) != 3 {
+		t.Errorf("origin checks: %+v; want 3", in.Origin)
+	}
+	for _, c := range in.Origin {
+		if !c.Refused {
+			t.Errorf("origin check %q accepted: %s", c.What, c.Reply)
+		}
+	}
+	for _, r := range []chatIngestRun{in.SMTP, in.MXDeliv} {
+		if r.Sent != 20 || r.Acked != 20 || r.Stored != 20 || !r.StoredOK || r.PerSecond <= 0 || r.Connections < 1 || r.ServerCPUPerMsgMs <= 0 ||
+			!(0 < r.P50Ms && r.P50Ms <= r.P99Ms) {
+			t.Errorf("ingest %s: %+v; want 20 acknowledged and stored, with figures", r.Path, r)
+		}
+	}
+	if in.SMTP.Path != "smtp" || in.SMTP.Connections != 4 || in.MXDeliv.Path != "mxdeliv" || in.MXDeliv.Protocol != "HTTP/2.0" || in.MXDeliv.Connections != 1 {
+		t.Errorf("ingest paths: %s over %d, %s %s over %d; want smtp over 4, mxdeliv HTTP/2.0 over 1",
+			in.SMTP.Path, in.SMTP.Connections, in.MXDeliv.Path, in.MXDeliv.Protocol, in.MXDeliv.Connections)
+	}
+	if want := in.MXDeliv.PerSecond / in.SMTP.PerSecond; in.Ratio != want {
+		t.Errorf("ratio %v, want %v", in.Ratio, want)
+	}
+	x := rep.MXLatency
+	if x == nil || x.Samples != 5 || x.Protocol != "HTTP/2.0" || x.MessageBytes < 3800 || x.MessageBytes > 4200 {
+		t.Fatalf("mxdeliv latency: %+v", x)
+	}
+	if !(0 <= x.MedianMs && x.MedianMs <= x.P99Ms && x.P99Ms <= x.MaxMs) || !(0 < x.ReqMedianMs && x.ReqMedianMs <= x.ReqP99Ms && x.ReqP99Ms <= x.ReqMaxMs) ||
+		x.ReqMaxMs < x.MaxMs || x.RoundTripMedianMs <= 0 {
+		t.Errorf("mxdeliv latency: %+v; want 0 ≤ median ≤ p99 ≤ max, from the request at least from the 200", x)
+	}
+	ic := rep.IdleConns
+	if ic == nil || ic.Conns != 30 || ic.Opened != 30 || ic.Accounts != 3 || ic.PerAccount != 10 || ic.FirstError != "" || ic.ServerPID == 0 || ic.ServerPID == rep.ServerPID {
+		t.Fatalf("idle conns: %+v; want 30 open on 3 accounts of a restarted server", ic)
+	}
+	if ic.FDsAfter-ic.FDsBefore < 30 || ic.RSSBefore <= 0 || ic.RSSAfter <= 0 {
+		t.Errorf("idle conns: %+v; want 30 more open files and RSS figures", ic)
+	}
+	if len(rep.Targets) != 8 || !rep.Targets[0].Met {
+		t.Errorf("targets: %+v; want 8, all logins met", rep.Targets)
 	}
 
 	var table bytes.Buffer
@@ -225,7 +270,9 @@ func TestChatSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"5 succeeded", "LOGIN to tagged OK", "TLS dial + LOGIN", "peak", "5 encrypted messages",
-		"5 with Subject: [...]", "final dot", "first logins (new accounts) that succeeded, 5 at once", "median"} {
+		"5 with Subject: [...]", "final dot", "first logins (new accounts) that succeeded, 5 at once", "median",
+		"origin check, port 25 without STARTTLS", "port 25  ESMTP, STARTTLS, pipelined", "/mxdeliv ÷ port 25", "HTTP/2.0",
+		"5 encrypted, DKIM-signed messages", "30 of 30 connections on 3 chatmail accounts", "server RSS per idling chatmail connection, 30 open"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"slices"
 	"strings"
@@ -56,13 +56,14 @@ type originCheck struct {
 
 // chatIngest compares the two ways another server delivers to a chatmail account.
 type chatIngest struct {
-	Messages     int    `json:"messages"` // per path
-	Concurrency  int    `json:"concurrency"`
-	MessageBytes int    `json:"message_bytes"` // of the first message, signature included
-	DKIM         string `json:"dkim"`          // key type of the peer's signatures
-	PeerDomain   string `json:"peer_domain"`
-	Recipients   int    `json:"recipients"` // chatmail accounts the messages go to in turn
-	Warmup       int    `json:"warmup_per_path"`
+	Messages     int           `json:"messages"` // per path
+	Concurrency  int           `json:"concurrency"`
+	Size         int           `json:"size_bytes"`    // asked for (-size)
+	MessageBytes int           `json:"message_bytes"` // of the first message, signature included
+	DKIM         string        `json:"dkim"`          // key type of the peer's signatures
+	PeerDomain   string        `json:"peer_domain"`
+	Recipients   int           `json:"recipients"` // chatmail accounts the messages go to in turn
+	Warmup       int           `json:"warmup_per_path"`
 	Origin       []originCheck `json:"origin_checks"`
 	SMTP         chatIngestRun `json:"smtp"`
 	MXDeliv      chatIngestRun `json:"mxdeliv"`
@@ -91,22 +92,20 @@ type chatMXLatency struct {
 
 // mxClient POSTs to the started server's /mxdeliv as a peer's queue would.
 type mxClient struct {
-	url   string
-	http  *http.Client
-	dials atomic.Int64
+	url  string
+	http *http.Client
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // the connections that carried requests since resetConns
 }
 
 // newMXClient makes a client for https://addr/mxdeliv speaking only HTTP version
 // ("2" or "1.1"; 1.1 with keep-alive), with up to conc idle connections kept. The
 // server's certificate is self-signed; see dialIMAP.
 func newMXClient(addr, version string, conc int, timeout time.Duration) *mxClient {
-	c := &mxClient{url: "https://" + addr + "/mxdeliv"}
-	d := &net.Dialer{Timeout: timeout}
+	c := &mxClient{url: "https://" + addr + "/mxdeliv", conns: map[net.Conn]bool{}}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c.dials.Add(1)
-			return d.DialContext(ctx, network, addr)
-		},
+		DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
 		TLSClientConfig:     &tls.Config{ServerName: "localhost", InsecureSkipVerify: true},
 		TLSHandshakeTimeout: timeout,
 		MaxIdleConnsPerHost: conc,
@@ -125,9 +124,30 @@ func newMXClient(addr, version string, conc int, timeout time.Duration) *mxClien
 
 func (c *mxClient) close() { c.http.CloseIdleConnections() }
 
+// resetConns starts counting the connections requests go over anew.
+func (c *mxClient) resetConns() {
+	c.mu.Lock()
+	clear(c.conns)
+	c.mu.Unlock()
+}
+
+// usedConns is how many connections carried requests since resetConns. (Go's HTTP/2
+// client may dial one per request that waits at the start and then keep only one:
+// those carried nothing.)
+func (c *mxClient) usedConns() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.conns)
+}
+
 // post delivers one message and returns the HTTP status, the body's first line (the
 // SMTP reply) and the protocol the answer came in.
 func (c *mxClient) post(ctx context.Context, m peerMessage) (status int, reply, proto string, err error) {
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		c.mu.Lock()
+		c.conns[info.Conn] = true
+		c.mu.Unlock()
+	}})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(m.body))
 	if err != nil {
 		return 0, "", "", fmt.Errorf("mxdeliv request: %w", err)
@@ -314,13 +334,13 @@ type chatIngestTarget struct {
 // over /mxdeliv, conc at a time, to rcpts in turn, after the origin checks and a
 // warm-up of each path. Port 25 runs first, /mxdeliv second, on the store the first
 // run grew: whatever a larger store costs falls on /mxdeliv, the path with the goal.
-func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcpts []string, n, conc, size int, mxVersion string, timeout time.Duration) (*chatIngest, error) {
+func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcpts []string, n, conc, size int, timeout time.Duration) (*chatIngest, error) {
 	warm := min(100, max(n/10, conc))
-	msgs, err := peerMessages(key, rcpts, 0, 2*(warm+n), size)
+	msgs, err := peerMessages(key, key.signer, rcpts, 0, 2*(warm+n), size)
 	if err != nil {
 		return nil, err
 	}
-	res := &chatIngest{Messages: n, Concurrency: conc, MessageBytes: len(msgs[0].body), DKIM: key.alg, PeerDomain: peerDomain, Recipients: len(rcpts), Warmup: warm}
+	res := &chatIngest{Messages: n, Concurrency: conc, Size: size, MessageBytes: len(msgs[0].body), DKIM: key.alg, PeerDomain: peerDomain, Recipients: len(rcpts), Warmup: warm}
 	if res.Origin, err = originChecks(ctx, tg, key, rcpts[0], size, timeout); err != nil {
 		return nil, err
 	}
@@ -386,23 +406,22 @@ func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcp
 		return r, ctx.Err()
 	}
 
+	// Each run opens its connections within its time, TLS handshakes included: the
+	// warm-up's SMTP connections ended with it, and its HTTPS ones are closed here.
 	smtpConns.Store(0)
 	if res.SMTP, err = measureRun(msgs[:n], openSMTP); err != nil {
 		return nil, err
 	}
 	res.SMTP.Path, res.SMTP.Protocol, res.SMTP.Connections = "smtp", "ESMTP, STARTTLS, pipelined", int(smtpConns.Load())
 
-	// The warm-up's connections stay open (keep-alive) and are counted with the run's.
-	dials0 := tg.mx.dials.Load()
+	tg.mx.close()
+	tg.mx.resetConns()
 	if res.MXDeliv, err = measureRun(msgs[n:], openMX); err != nil {
 		return nil, err
 	}
-	res.MXDeliv.Path, res.MXDeliv.Connections = "mxdeliv", int(tg.mx.dials.Load()-dials0)
+	res.MXDeliv.Path, res.MXDeliv.Connections = "mxdeliv", tg.mx.usedConns()
 	if p, ok := proto.Load().(string); ok {
 		res.MXDeliv.Protocol = p
-	}
-	if res.MXDeliv.Connections == 0 {
-		res.MXDeliv.Connections = int(dials0) // all over the warm-up's connections
 	}
 	if res.SMTP.PerSecond > 0 {
 		res.Ratio = res.MXDeliv.PerSecond / res.SMTP.PerSecond
@@ -414,16 +433,15 @@ func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcp
 // port 25 with STARTTLS but signed with a key that is not the published one; over
 // port 25 without STARTTLS, well signed; over /mxdeliv with the wrong key.
 func originChecks(ctx context.Context, tg chatIngestTarget, key *peerKey, rcpt string, size int, timeout time.Duration) ([]originCheck, error) {
-	good, err := peerMessages(key, []string{rcpt}, 1_000_000, 1, size)
+	good, err := peerMessages(key, key.signer, []string{rcpt}, 1_000_000, 1, size)
 	if err != nil {
 		return nil, err
 	}
-	forged := good[0]
-	// The unsigned message again, signed with the wrong key.
-	_, unsigned, _ := bytes.Cut(forged.body, []byte("\r\nFrom: "))
-	if forged.body, err = key.sign(append([]byte("From: "), unsigned...), key.forged); err != nil {
+	bad, err := peerMessages(key, key.forged, []string{rcpt}, 1_000_001, 1, size)
+	if err != nil {
 		return nil, err
 	}
+	forged := bad[0]
 	var out []originCheck
 	viaSMTP := func(what string, m peerMessage, plain bool, ip string) error {
 		c, err := dialPeerSMTP(ctx, tg.smtp, ip, plain, timeout)
@@ -457,7 +475,7 @@ func originChecks(ctx context.Context, tg chatIngestTarget, key *peerKey, rcpt s
 // the idling client's reading "* N EXISTS" (and from the request's start). One
 // message before them, not counted, warms the connection and the DNS cache.
 func chatMXLatencyBench(ctx context.Context, imapsAddr string, mx *mxClient, key *peerKey, rcpt chatAccount, k, size int, timeout time.Duration) (*chatMXLatency, error) {
-	msgs, err := peerMessages(key, []string{rcpt.user}, 2_000_000, k+1, size)
+	msgs, err := peerMessages(key, key.signer, []string{rcpt.user}, 2_000_000, k+1, size)
 	if err != nil {
 		return nil, err
 	}
@@ -557,5 +575,3 @@ func waitExists(ctx context.Context, events <-chan existsEvent, watched <-chan e
 		}
 	}
 }
-
-var errNoHTTPS = errors.New("the server has no HTTPS listener")

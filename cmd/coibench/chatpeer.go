@@ -111,13 +111,14 @@ type peerMessage struct {
 // relay's users would be.
 func peerSender(i int) string { return fmt.Sprintf("bench%02d@%s", i%16, peerDomain) }
 
-// peerMessages makes n signed encrypted-shaped messages of about size bytes (the
-// signature included), message i from peerSender(first+i) to rcpts[i%len(rcpts)],
-// From the envelope sender, so that d= is the From domain. They are made before any
-// clock runs, on every CPU (an RSA signature takes a millisecond or two).
-func peerMessages(k *peerKey, rcpts []string, first, n, size int) ([]peerMessage, error) {
+// peerMessages makes n encrypted-shaped messages of about size bytes (the signature
+// included) signed with signer (k.signer or k.forged), message i from
+// peerSender(first+i) to rcpts[i%len(rcpts)], From the envelope sender, so that d=
+// is the From domain. They are made before any clock runs, on every CPU (an RSA
+// signature takes a millisecond or two).
+func peerMessages(k *peerKey, signer crypto.Signer, rcpts []string, first, n, size int) ([]peerMessage, error) {
 	// The signature field's size, so that the whole message is about size bytes.
-	probe, err := k.sign(chatMessage(mrand.New(mrand.NewPCG(1, 2)), peerSender(0), rcpts[0], 1, size), k.signer)
+	probe, err := k.sign(chatMessage(mrand.New(mrand.NewPCG(1, 2)), peerSender(0), rcpts[0], 1, size), signer)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func peerMessages(k *peerKey, rcpts []string, first, n, size int) ([]peerMessage
 			for i := w; i < n; i += workers {
 				seq := first + i
 				m := peerMessage{from: peerSender(seq), rcpt: rcpts[i%len(rcpts)]}
-				m.body, errs[i] = k.sign(chatMessage(rng, m.from, m.rcpt, seq+1, body), k.signer)
+				m.body, errs[i] = k.sign(chatMessage(rng, m.from, m.rcpt, seq+1, body), signer)
 				out[i] = m
 			}
 		})

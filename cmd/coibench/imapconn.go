@@ -38,6 +38,13 @@ type imapReply struct {
 // dialIMAP connects to an implicit-TLS IMAP listener (port 993) from localIP (""
 // lets the system choose) and reads the greeting.
 func dialIMAP(ctx context.Context, addr, localIP string, timeout time.Duration) (*imapConn, error) {
+	return dialIMAPBuf(ctx, addr, localIP, timeout, 64<<10)
+}
+
+// dialIMAPBuf is dialIMAP with a read buffer of bufSize bytes: small for the many
+// connections that only idle, so that the client holding 10,000 of them stays small
+// (longer lines still work, through scratch).
+func dialIMAPBuf(ctx context.Context, addr, localIP string, timeout time.Duration, bufSize int) (*imapConn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if localIP != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
@@ -50,7 +57,7 @@ func dialIMAP(ctx context.Context, addr, localIP string, timeout time.Duration) 
 	// does); the connection is encrypted as a client's would be, which is the cost
 	// measured, and who holds the key does not matter here.
 	tc := tls.Client(raw, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true})
-	c := &imapConn{conn: tc, r: bufio.NewReaderSize(tc, 64<<10), timeout: timeout}
+	c := &imapConn{conn: tc, r: bufio.NewReaderSize(tc, bufSize), timeout: timeout}
 	_ = tc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()

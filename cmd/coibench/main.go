@@ -1,7 +1,9 @@
 // Command coibench measures coibox from the outside, as clients see it: `coibench smtp`
 // times SMTP ingest into the store, `coibench imap` FETCH, SEARCH, IDLE latency and
-// memory per connection, `coibench chat` first logins on a chatmail domain and the
-// latency of encrypted chat messages; they read the server's CPU and memory from /proc.
+// memory per connection, `coibench chat` first logins on a chatmail domain, the
+// latency of encrypted chat messages on one host and over /mxdeliv, /mxdeliv against
+// port-25 ingest, and idle chatmail connections; they read the server's CPU and memory
+// from /proc.
 package main
 
 import (
@@ -29,7 +31,7 @@ func benchmarks() []benchmark {
 	return []benchmark{
 		{name: "smtp", summary: "SMTP ingest on port 25: messages/s stored, server CPU and memory", run: runSMTP},
 		{name: "imap", summary: "IMAP on a 10,000-message INBOX: FETCH, SEARCH, IDLE latency, memory per connection", run: runIMAP},
-		{name: "chat", summary: "chatmail: concurrent first logins (new accounts), encrypted submission to IDLE latency", run: runChat},
+		{name: "chat", summary: "chatmail: first logins, chat latency (submission, /mxdeliv), /mxdeliv vs port-25 ingest, idle connections", run: runChat},
 	}
 }
 

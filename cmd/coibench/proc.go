@@ -103,3 +103,12 @@ func resetPeak(pid int) error {
 	}
 	return nil
 }
+
+// openFDs counts a process's open file descriptors (its sockets among them).
+func openFDs(pid int) (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("count open files: %w", err)
+	}
+	return len(ents), nil
+}

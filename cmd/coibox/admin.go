@@ -434,7 +434,7 @@ func accountSet(ctx context.Context, e *env, s *store.Store, addr string, args [
 	if err != nil {
 		return explain(err, addr)
 	}
-	quota, msgs, enforce := a.Quota, a.QuotaMsgs, a.EnforceE2EEIncoming
+	quota, msgs, enforce, filing := a.Quota, a.QuotaMsgs, a.EnforceE2EEIncoming, a.COIFiling
 	for _, arg := range args {
 		key, value, ok := strings.Cut(arg, "=")
 		if !ok {
@@ -464,17 +464,22 @@ func accountSet(ctx context.Context, e *env, s *store.Store, addr string, args [
 				return usagef("account set %s: messages %q is not a positive count or unlimited", addr, value)
 			}
 			msgs = n
-		case "enforce_e2ee_incoming":
+		case "enforce_e2ee_incoming", "coi_filing":
+			var on bool
 			switch value {
 			case "on":
-				enforce = true
+				on = true
 			case "off":
-				enforce = false
 			default:
-				return usagef("account set %s: enforce_e2ee_incoming is on or off, not %q", addr, value)
+				return usagef("account set %s: %s is on or off, not %q", addr, key, value)
+			}
+			if key == "coi_filing" {
+				filing = on
+			} else {
+				enforce = on
 			}
 		default:
-			return usagef("account set %s: unknown key %q (quota, messages, enforce_e2ee_incoming)", addr, key)
+			return usagef("account set %s: unknown key %q (quota, messages, enforce_e2ee_incoming, coi_filing)", addr, key)
 		}
 	}
 	if err := s.SetQuota(ctx, addr, quota, msgs); err != nil {
@@ -483,7 +488,10 @@ func accountSet(ctx context.Context, e *env, s *store.Store, addr string, args [
 	if err := s.SetEnforceE2EEIncoming(ctx, addr, enforce); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "account %s: quota=%s messages=%s enforce_e2ee_incoming=%s\n", addr, quotaText(quota), countText(msgs), onOff(enforce))
+	if err := s.SetCOIFiling(ctx, addr, filing); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "account %s: quota=%s messages=%s enforce_e2ee_incoming=%s coi_filing=%s\n", addr, quotaText(quota), countText(msgs), onOff(enforce), onOff(filing))
 	return nil
 }
 

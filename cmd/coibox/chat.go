@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/coi"
+	"github.com/coibox/coibox/coi/coiext"
 	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/coi/turn"
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dnsx"
 	"github.com/coibox/coibox/queue"
 	"github.com/coibox/coibox/store"
@@ -100,4 +102,13 @@ func federation(cfg *config.Config, r *dnsx.Resolver, log *slog.Logger) queue.Fe
 		return nil
 	}
 	return mxdeliv.NewClient(mxdeliv.ClientOptions{Resolver: r, Port: cfg.Chat.MXDelivPort, Logger: log})
+}
+
+// coiCheck is the pipeline's COI step (tagging and filing chat mail), a no-op when
+// coi.enabled is off. It comes last: the server's own policy (Junk) files first.
+func coiCheck(x *coiext.Ext) deliver.Check {
+	if x == nil {
+		return func(context.Context, *deliver.Message) (*deliver.Verdict, error) { return nil, nil }
+	}
+	return x.Check
 }

@@ -30,7 +30,7 @@ Commands:
                                      is a terminal or empty
   account passwd ADDRESS             set an account's password (stdin as for add)
   account set ADDRESS KEY=VALUE...   quota=SIZE|default|unlimited, messages=N|unlimited,
-                                     enforce_e2ee_incoming=on|off
+                                     enforce_e2ee_incoming=on|off, coi_filing=on|off
   account del ADDRESS                delete an account with all its mail
   account list                       list accounts
   domain add [--chatmail] DOMAIN     serve a domain

@@ -18,6 +18,7 @@ import (
 	"github.com/coibox/coibox/alpnmux"
 	"github.com/coibox/coibox/authlimit"
 	"github.com/coibox/coibox/coi"
+	"github.com/coibox/coibox/coi/coiext"
 	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/push"
 	"github.com/coibox/coibox/coi/retention"
@@ -128,7 +129,12 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		return err
 	}
 	tokens := &push.Tokens{Store: s, Kick: notifier.Kick}
+	var coiExt *coiext.Ext
+	if cfg.COI.Enabled {
+		coiExt = coiext.New(coiext.Options{Store: s, Root: cfg.COI.MailboxRoot, FilingDefault: cfg.COI.FilingDefault})
+	}
 	chat := coi.New(coi.Options{
+		COI:                 coiExt,
 		Push:                tokens,
 		Store:               s,
 		DataDir:             cfg.DataDir,
@@ -154,6 +160,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			chat.IncomingCheck,
 			authCheck(resolver, cfg.Hostname, log.With("pkg", "mailauth"), chat.InboundDKIMOnly),
 			chat.Check,
+			coiCheck(coiExt),
 		},
 		Logger:  log.With("pkg", "deliver"),
 		Metrics: m,
@@ -281,6 +288,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			Authenticate:      chat.Authenticate,
 			ExtraCapabilities: chat.Capabilities,
 			MetadataHook:      chat,
+			MailboxHook:       chat.MailboxHook(),
 			Logger:            log.With("pkg", "imapd", "listener", l.name),
 			Metrics: imapd.Metrics{
 				Connections: func(delta int) {

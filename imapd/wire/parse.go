@@ -750,11 +750,22 @@ func (c *Command) SetMetadata() (*SetMetadataArgs, error) {
 		if err = a.SP(); err != nil {
 			return err
 		}
-		if a.nilNext() {
+		switch c := a.Peek(); {
+		case a.nilNext():
 			a.pos += 3
 			e.Nil = true
-		} else if e.Value, err = a.stringBytes(true); err != nil {
-			return err
+		case c == '"' || c == '{' || c == '~':
+			if e.Value, err = a.stringBytes(true); err != nil {
+				return err
+			}
+		default:
+			// RFC 5464 asks for a string, but COI clients send atoms (coi spec §9:
+			// "enabled yes"), and Dovecot takes them.
+			v, err := a.Atom()
+			if err != nil {
+				return err
+			}
+			e.Value = []byte(v)
 		}
 		sa.Entries = append(sa.Entries, e)
 		return nil
