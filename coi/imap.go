@@ -156,6 +156,14 @@ func (c *Chat) SetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 	return nil
 }
 
+// SeenHook returns COI's seen-mode move for imapd, nil without COI.
+func (c *Chat) SeenHook() imapd.SeenHook {
+	if c.opts.COI == nil {
+		return nil
+	}
+	return c.opts.COI
+}
+
 // mailboxes is the imapd.MailboxHook of the COI folder rules (coiext, §5).
 type mailboxes struct{ x *coiext.Ext }
 

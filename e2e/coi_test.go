@@ -190,4 +190,42 @@ C: z LOGOUT
 S: * BYE Logging out
 S: z OK LOGOUT completed
 `, nil)
+
+	// seen mode: a chat message stays in INBOX until a client marks it \Seen; a UID
+	// STORE then hears of the move before its tagged OK.
+	imapScript(t, s.addr.IMAPS, `S: re:\* OK .*
+`+login+`
+C: a1 SETMETADATA "" (/private/vendor/vendor.dovecot/coi/config/enabled yes /private/vendor/vendor.dovecot/coi/config/message-filter seen)
+S: a1 OK Setmetadata completed.
+C: z LOGOUT
+S: * BYE Logging out
+S: z OK LOGOUT completed
+`, nil)
+	chat2 := []byte("From: <x@example.org>\r\nTo: <" + user + ">\r\nSubject: seen\r\nMessage-ID: <chat$seen.1@example.org>\r\n\r\nchat\r\n")
+	if r, err := cl.Send("x@example.org", []string{user}, chat2); err != nil || r.Code != 250 {
+		t.Fatalf("chat message: %v %v", r, err)
+	}
+	imapScript(t, s.addr.IMAPS, `S: re:\* OK .*
+`+login+`
+C: b1 SELECT INBOX
+S: re:\* FLAGS .*
+S: re:\* OK \[PERMANENTFLAGS .*\\\*\)\] .*
+S: * 2 EXISTS
+S: re:.*
+S: re:.*
+S: re:.*
+S: re:.*
+S: re:.*
+S: re:b1 OK \[READ-WRITE\] SELECT completed
+C: b2 UID STORE 2 +FLAGS (\Seen)
+S: re:\* 2 FETCH \(UID 2 FLAGS \((\$Chat \\Seen|\\Seen \$Chat)\)\)
+S: * 2 EXPUNGE
+S: b2 OK UID STORE completed
+C: b3 STATUS COI/Chats (MESSAGES)
+S: * STATUS COI/Chats (MESSAGES 1)
+S: b3 OK STATUS completed
+C: z LOGOUT
+S: * BYE Logging out
+S: z OK LOGOUT completed
+`, nil)
 }

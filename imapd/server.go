@@ -157,6 +157,13 @@ type MailboxHook interface {
 	Created(ctx context.Context, acc *store.Account, name string) error
 }
 
+// SeenHook hears, before the tagged OK, of messages a STORE just gave \Seen (COI's
+// seen mode moves chat messages out of INBOX then, coi spec §7.2). It returns the
+// UIDs it moved out of the mailbox, which a UID STORE reports as expunged at once.
+type SeenHook interface {
+	Seen(ctx context.Context, acc *store.Account, mailbox string, mailboxID int64, msgs []store.MsgMeta) ([]uint32, error)
+}
+
 // CommandError is a failure a hook wants the client to see: "NO [Code] Text".
 type CommandError struct {
 	Code string // e.g. "CANNOT"; may be empty
@@ -192,6 +199,8 @@ type Options struct {
 	MetadataHook MetadataHook
 	// MailboxHook hears of CREATE, DELETE and RENAME; nil: nobody does.
 	MailboxHook MailboxHook
+	// SeenHook hears of messages a STORE marked \Seen; nil: nobody does.
+	SeenHook SeenHook
 	// Compress advertises and allows COMPRESS=DEFLATE (costs ~300 KiB per connection
 	// that uses it).
 	Compress bool

@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 
@@ -74,6 +75,18 @@ func (s *session) cmdStore(ctx context.Context, cmd *wire.Command) error {
 		res = append(res, result{m, false})
 	}
 	sort.Slice(res, func(i, j int) bool { return res[i].meta.UID < res[j].meta.UID })
+	// Messages that gained \Seen with this STORE, for the SeenHook (COI's seen mode).
+	var newlySeen []store.MsgMeta
+	if s.srv.opts.SeenHook != nil && op != store.FlagsRemove {
+		for _, r := range res {
+			if !r.changed || !slices.Contains(r.meta.Flags, store.FlagSeen) {
+				continue
+			}
+			if i, ok := v.index(r.meta.UID); ok && !slices.Contains(v.tab.get(v.msgs.flagsOf(i)), imap.FlagSeen) {
+				newlySeen = append(newlySeen, r.meta)
+			}
+		}
+	}
 	set := make([]flagChange, 0, len(res))
 	for k := range res {
 		if i, ok := v.index(res[k].meta.UID); ok {
@@ -107,6 +120,17 @@ func (s *session) cmdStore(ctx context.Context, cmd *wire.Command) error {
 			w.FetchModSeq(uint64(r.meta.ModSeq))
 		}
 		w.FetchEnd()
+	}
+	if len(newlySeen) > 0 {
+		moved, err := s.srv.opts.SeenHook.Seen(ctx, s.acc, v.name, v.id, newlySeen)
+		if err != nil {
+			return hookErr(err)
+		}
+		// A UID command may carry EXPUNGE (RFC 9051 §7.5.1); after a plain STORE the
+		// client hears of the move with its next command.
+		if len(moved) > 0 && cmd.UID {
+			s.reportExpunged(moved)
+		}
 	}
 	if len(up.Modified) > 0 {
 		var set imap.NumSet

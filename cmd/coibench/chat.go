@@ -48,11 +48,14 @@ self-signed certificate), which carries /mxdeliv. Then:
     made at start and published in the benchmark's stub DNS. It sends -ingest
     messages of -size bytes, encrypted-shaped as above and DKIM-signed with d= the
     From domain, to chatmail accounts of the first logins in turn, -ingest-conc at
-    once, first over port 25 (each worker one connection from its own 127.0.x.y,
-    EHLO, STARTTLS, pipelined transactions, all its messages on it), then over HTTPS
-    POST /mxdeliv (listen.https, self-signed; HTTP version -mxdeliv-http, its
-    connections kept alive). Each run opens its connections within its time. It
-    reports msg/s of each, confirmed by counting the store, and their ratio.
+    once, over port 25 (each worker one connection from its own 127.0.x.y, EHLO,
+    STARTTLS, pipelined transactions, all its messages of the round on it) and over
+    HTTPS POST /mxdeliv (listen.https, self-signed; HTTP version -mxdeliv-http, its
+    connections kept alive), in -ingest-rounds rounds that alternate the paths
+    (port 25 first in even rounds, /mxdeliv first in odd ones), so that the drifting
+    load of a shared machine and the store's growth weigh on both. Each round opens
+    its connections (TLS handshakes included) within its time. It reports msg/s of
+    each, the rounds added up and confirmed by counting the store, and their ratio.
     Before, three messages the server must refuse (port 25 with a signature by an
     unpublished key, port 25 without STARTTLS, /mxdeliv with the unpublished key)
     show that the origin checks the ingest pays for are on; then each path is
@@ -88,13 +91,14 @@ type chatFlags struct {
 	logLevel string
 	timeout  time.Duration
 
-	ingest     int
-	ingestConc int
-	mxHTTP     string
-	dkimAlg    string
-	mxMessages int
-	conns      int
-	perAccount int
+	ingest       int
+	ingestConc   int
+	ingestRounds int
+	mxHTTP       string
+	dkimAlg      string
+	mxMessages   int
+	conns        int
+	perAccount   int
 }
 
 func (f *chatFlags) register(fs *flag.FlagSet) {
@@ -109,6 +113,7 @@ func (f *chatFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", time.Minute, "timeout of each IMAP command, SMTP round trip and HTTP request")
 	fs.IntVar(&f.ingest, "ingest", 2000, "messages from the other server over port 25 and as many over /mxdeliv, for the ingest comparison (0: skip)")
 	fs.IntVar(&f.ingestConc, "ingest-conc", 16, "messages in flight at once in the ingest comparison (SMTP connections, HTTP requests)")
+	fs.IntVar(&f.ingestRounds, "ingest-rounds", 4, "rounds the ingest comparison alternates the two paths in (port 25 first in even rounds, /mxdeliv in odd ones)")
 	fs.StringVar(&f.mxHTTP, "mxdeliv-http", "2", "HTTP `version` of the /mxdeliv client: 2 (one multiplexed connection, as coibox's own client) or 1.1 (keep-alive, one connection per request in flight)")
 	fs.StringVar(&f.dkimAlg, "dkim", "ed25519", "`type` of the other server's DKIM key: ed25519 or rsa (2048 bits)")
 	fs.IntVar(&f.mxMessages, "mx-messages", 300, "messages POSTed to /mxdeliv one at a time for the cross-host latency (0: skip)")
@@ -191,9 +196,9 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "coibench chat: -size must be a size, -logins at least 2, -messages not negative, -timeout positive")
 		return errUsage
 	}
-	if f.ingest < 0 || f.ingestConc < 1 || f.mxMessages < 0 || f.conns < 0 || f.perAccount < 1 ||
+	if f.ingest < 0 || f.ingestConc < 1 || f.ingestRounds < 1 || f.mxMessages < 0 || f.conns < 0 || f.perAccount < 1 ||
 		(f.mxHTTP != "2" && f.mxHTTP != "1.1") || (f.dkimAlg != "ed25519" && f.dkimAlg != "rsa") {
-		fmt.Fprintln(stderr, "coibench chat: -ingest, -mx-messages and -conns must not be negative, -ingest-conc and -conns-per-account positive, -mxdeliv-http 2 or 1.1, -dkim ed25519 or rsa")
+		fmt.Fprintln(stderr, "coibench chat: -ingest, -mx-messages and -conns must not be negative, -ingest-conc, -ingest-rounds and -conns-per-account positive, -mxdeliv-http 2 or 1.1, -dkim ed25519 or rsa")
 		return errUsage
 	}
 
@@ -254,7 +259,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			to = append(to, a.user)
 		}
 		tg := chatIngestTarget{smtp: srv.addr.SMTP, mx: mx, pid: rep.ServerPID, dataDir: srv.dataDir}
-		rep.Ingest, err = chatIngestBench(ctx, tg, key, to, f.ingest, f.ingestConc, int(size), f.timeout)
+		rep.Ingest, err = chatIngestBench(ctx, tg, key, to, ingestOptions{messages: f.ingest, conc: f.ingestConc, size: int(size), rounds: f.ingestRounds, timeout: f.timeout})
 		if err != nil {
 			return err
 		}
@@ -706,8 +711,8 @@ func printChatTable(w io.Writer, rep *chatReport) error {
 
 // printChatIngest writes the ingest comparison: the origin checks, then a row per path.
 func printChatIngest(w io.Writer, in *chatIngest) error {
-	fmt.Fprintf(w, "\ningest from another server (%s, %s DKIM key in the stub DNS, d= the From domain): %d encrypted messages of %d bytes per path to %d chatmail accounts, %d at once, after %d unmeasured on each\n",
-		in.PeerDomain, in.DKIM, in.Messages, in.MessageBytes, in.Recipients, in.Concurrency, in.Warmup)
+	fmt.Fprintf(w, "\ningest from another server (%s, %s DKIM key in the stub DNS, d= the From domain): %d encrypted messages of %d bytes per path to %d chatmail accounts, %d at once, in %d rounds alternating the paths, after %d unmeasured on each\n",
+		in.PeerDomain, in.DKIM, in.Messages, in.MessageBytes, in.Recipients, in.Concurrency, in.Rounds, in.Warmup)
 	for _, c := range in.Origin {
 		verdict := "refused"
 		if !c.Refused {

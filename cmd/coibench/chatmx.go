@@ -23,14 +23,15 @@ import (
 type chatIngestRun struct {
 	Path     string `json:"path"`     // "smtp" (port 25) or "mxdeliv" (HTTPS POST /mxdeliv)
 	Protocol string `json:"protocol"` // as negotiated: "ESMTP, STARTTLS, pipelined", "HTTP/2.0", "HTTP/1.1"
-	// Connections is how many TCP connections the client opened for the run.
+	// Connections is how many TCP connections carried the messages, over all rounds
+	// (each round opens its own).
 	Connections int     `json:"connections"`
 	Sent        int     `json:"sent"`
 	Acked       int     `json:"acked"` // 250 after DATA, or HTTP 200
 	Refused     int     `json:"refused"`
 	Errors      int     `json:"errors"`
 	FirstProb   string  `json:"first_problem,omitempty"`
-	Seconds     float64 `json:"seconds"`
+	Seconds     float64 `json:"seconds"` // the rounds' times added up
 	PerSecond   float64 `json:"messages_per_second"`
 	// Per message: from sending MAIL FROM (or the request) to the 250 (or the 200).
 	P50Ms float64 `json:"latency_p50_ms"`
@@ -58,6 +59,7 @@ type originCheck struct {
 type chatIngest struct {
 	Messages     int           `json:"messages"` // per path
 	Concurrency  int           `json:"concurrency"`
+	Rounds       int           `json:"rounds"`        // alternating rounds each path's messages were sent in
 	Size         int           `json:"size_bytes"`    // asked for (-size)
 	MessageBytes int           `json:"message_bytes"` // of the first message, signature included
 	DKIM         string        `json:"dkim"`          // key type of the peer's signatures
@@ -245,19 +247,58 @@ func (s *mxSender) send(ctx context.Context, m peerMessage) (bool, string, error
 
 func (s *mxSender) close() {}
 
+// ingestTally is what ingestLoad counted, and what was read of the server around it;
+// the rounds of one path add up.
+type ingestTally struct {
+	sent, acked, refused, errors int
+	firstProb                    string
+	elapsed                      time.Duration
+	lat                          []time.Duration // of the acknowledged messages
+	serverCPU, clientCPU         time.Duration
+	stored                       int64
+	conns                        int
+}
+
+func (t *ingestTally) add(o ingestTally) {
+	t.sent, t.acked, t.refused, t.errors = t.sent+o.sent, t.acked+o.acked, t.refused+o.refused, t.errors+o.errors
+	if t.firstProb == "" {
+		t.firstProb = o.firstProb
+	}
+	t.elapsed += o.elapsed
+	t.lat = append(t.lat, o.lat...)
+	t.serverCPU, t.clientCPU = t.serverCPU+o.serverCPU, t.clientCPU+o.clientCPU
+	t.stored += o.stored
+	t.conns += o.conns
+}
+
+// report turns the tally into the path's figures.
+func (t *ingestTally) report(path, protocol string) chatIngestRun {
+	r := chatIngestRun{Path: path, Protocol: protocol, Connections: t.conns, Sent: t.sent, Acked: t.acked, Refused: t.refused, Errors: t.errors,
+		FirstProb: t.firstProb, Seconds: t.elapsed.Seconds(), Stored: t.stored, StoredOK: t.stored == int64(t.acked)}
+	if t.acked > 0 {
+		r.PerSecond = float64(t.acked) / r.Seconds
+		r.ServerCPUPerMsgMs = ms(t.serverCPU) / float64(t.acked)
+		r.ClientCPUPerMsgMs = ms(t.clientCPU) / float64(t.acked)
+	}
+	lat := slices.Clone(t.lat)
+	slices.Sort(lat)
+	r.P50Ms, r.P99Ms = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99))
+	return r
+}
+
 // ingestLoad sends msgs over conc workers, each with its own sender from open(w).
-func ingestLoad(ctx context.Context, conc int, msgs []peerMessage, open func(w int) (ingestSender, error)) chatIngestRun {
-	res := chatIngestRun{}
+func ingestLoad(ctx context.Context, conc int, msgs []peerMessage, open func(w int) (ingestSender, error)) ingestTally {
 	var (
-		next      atomic.Int64
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, len(msgs))
-		wg        sync.WaitGroup
+		res  ingestTally
+		next atomic.Int64
+		mu   sync.Mutex
+		wg   sync.WaitGroup
 	)
+	res.lat = make([]time.Duration, 0, len(msgs))
 	problem := func(s string) {
 		mu.Lock()
-		if res.FirstProb == "" {
-			res.FirstProb = s
+		if res.firstProb == "" {
+			res.firstProb = s
 		}
 		mu.Unlock()
 	}
@@ -280,8 +321,8 @@ func ingestLoad(ctx context.Context, conc int, msgs []peerMessage, open func(w i
 					if s, err = open(w); err != nil {
 						problem(err.Error())
 						mu.Lock()
-						res.Sent++
-						res.Errors++
+						res.sent++
+						res.errors++
 						mu.Unlock()
 						continue
 					}
@@ -290,15 +331,15 @@ func ingestLoad(ctx context.Context, conc int, msgs []peerMessage, open func(w i
 				ok, reply, err := s.send(ctx, msgs[i])
 				d := time.Since(t0)
 				mu.Lock()
-				res.Sent++
+				res.sent++
 				switch {
 				case err != nil:
-					res.Errors++
+					res.errors++
 				case ok:
-					res.Acked++
-					latencies = append(latencies, d)
+					res.acked++
+					res.lat = append(res.lat, d)
 				default:
-					res.Refused++
+					res.refused++
 				}
 				mu.Unlock()
 				if err != nil {
@@ -312,13 +353,7 @@ func ingestLoad(ctx context.Context, conc int, msgs []peerMessage, open func(w i
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	res.Seconds = elapsed.Seconds()
-	if res.Acked > 0 {
-		res.PerSecond = float64(res.Acked) / res.Seconds
-	}
-	slices.Sort(latencies)
-	res.P50Ms, res.P99Ms = ms(percentile(latencies, 0.50)), ms(percentile(latencies, 0.99))
+	res.elapsed = time.Since(start)
 	return res
 }
 
@@ -330,18 +365,31 @@ type chatIngestTarget struct {
 	dataDir string
 }
 
-// chatIngestBench sends n messages over port 25 with STARTTLS and the same number
-// over /mxdeliv, conc at a time, to rcpts in turn, after the origin checks and a
-// warm-up of each path. Port 25 runs first, /mxdeliv second, on the store the first
-// run grew: whatever a larger store costs falls on /mxdeliv, the path with the goal.
-func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcpts []string, n, conc, size int, timeout time.Duration) (*chatIngest, error) {
+// ingestOptions shape the ingest comparison.
+type ingestOptions struct {
+	messages, conc, size int
+	// rounds alternate the paths: each round sends messages/rounds over each, in the
+	// order port 25, /mxdeliv in even rounds and the reverse in odd ones, so that a
+	// machine whose load drifts (a shared one) and the store's growth weigh on both.
+	rounds  int
+	timeout time.Duration
+}
+
+// chatIngestBench sends o.messages messages over port 25 with STARTTLS and as many
+// over /mxdeliv, o.conc at a time, to rcpts in turn, in o.rounds alternating rounds,
+// after the origin checks and an unmeasured warm-up of each path. Every round opens
+// its connections within its time: its SMTP workers dial (and STARTTLS) anew, and the
+// HTTPS client's idle connections are closed before each /mxdeliv round.
+func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcpts []string, o ingestOptions) (*chatIngest, error) {
+	n, conc := o.messages, o.conc
+	rounds := max(1, min(o.rounds, n))
 	warm := min(100, max(n/10, conc))
-	msgs, err := peerMessages(key, key.signer, rcpts, 0, 2*(warm+n), size)
+	msgs, err := peerMessages(key, key.signer, rcpts, 0, 2*(warm+n), o.size)
 	if err != nil {
 		return nil, err
 	}
-	res := &chatIngest{Messages: n, Concurrency: conc, Size: size, MessageBytes: len(msgs[0].body), DKIM: key.alg, PeerDomain: peerDomain, Recipients: len(rcpts), Warmup: warm}
-	if res.Origin, err = originChecks(ctx, tg, key, rcpts[0], size, timeout); err != nil {
+	res := &chatIngest{Messages: n, Concurrency: conc, Rounds: rounds, Size: o.size, MessageBytes: len(msgs[0].body), DKIM: key.alg, PeerDomain: peerDomain, Recipients: len(rcpts), Warmup: warm}
+	if res.Origin, err = originChecks(ctx, tg, key, rcpts[0], o.size, o.timeout); err != nil {
 		return nil, err
 	}
 	for _, c := range res.Origin {
@@ -353,7 +401,7 @@ func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcp
 	var smtpConns atomic.Int64
 	openSMTP := func(w int) (ingestSender, error) {
 		smtpConns.Add(1)
-		c, err := dialPeerSMTP(ctx, tg.smtp, peerIP(w), false, timeout)
+		c, err := dialPeerSMTP(ctx, tg.smtp, peerIP(w), false, o.timeout)
 		if err != nil {
 			return nil, err
 		}
@@ -368,8 +416,8 @@ func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcp
 		msgs []peerMessage
 		open func(int) (ingestSender, error)
 	}{{msgs[:warm], openSMTP}, {msgs[warm : 2*warm], openMX}} {
-		if r := ingestLoad(ctx, conc, p.msgs, p.open); r.Acked != len(p.msgs) {
-			return nil, fmt.Errorf("ingest warm-up: %d of %d acknowledged; first problem: %s", r.Acked, len(p.msgs), r.FirstProb)
+		if r := ingestLoad(ctx, conc, p.msgs, p.open); r.acked != len(p.msgs) {
+			return nil, fmt.Errorf("ingest warm-up: %d of %d acknowledged; first problem: %s", r.acked, len(p.msgs), r.firstProb)
 		}
 	}
 	if ctx.Err() != nil {
@@ -377,52 +425,62 @@ func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcp
 	}
 	msgs = msgs[2*warm:]
 
-	measureRun := func(msgs []peerMessage, open func(int) (ingestSender, error)) (chatIngestRun, error) {
+	// measure runs one round of one path and reads the server around it.
+	measure := func(msgs []peerMessage, open func(int) (ingestSender, error), conns func() int) (ingestTally, error) {
 		before, err := storedMessages(ctx, tg.dataDir)
 		if err != nil {
-			return chatIngestRun{}, err
+			return ingestTally{}, err
 		}
 		cpu0, err := cpuTime(tg.pid)
 		if err != nil {
-			return chatIngestRun{}, err
+			return ingestTally{}, err
 		}
 		self0, _ := cpuTime(os.Getpid())
-		r := ingestLoad(ctx, conc, msgs, open)
+		t := ingestLoad(ctx, conc, msgs, open)
 		self1, _ := cpuTime(os.Getpid())
 		cpu1, err := cpuTime(tg.pid)
 		if err != nil {
-			return r, err
+			return t, err
 		}
-		if r.Acked > 0 {
-			r.ServerCPUPerMsgMs = ms(cpu1-cpu0) / float64(r.Acked)
-			r.ClientCPUPerMsgMs = ms(self1-self0) / float64(r.Acked)
-		}
+		t.serverCPU, t.clientCPU = cpu1-cpu0, self1-self0
 		after, err := storedMessages(ctx, tg.dataDir)
 		if err != nil {
-			return r, err
+			return t, err
 		}
-		r.Stored = after - before
-		r.StoredOK = r.Stored == int64(r.Acked)
-		return r, ctx.Err()
+		t.stored = after - before
+		t.conns = conns()
+		return t, ctx.Err()
+	}
+	runSMTP := func(msgs []peerMessage) (ingestTally, error) {
+		smtpConns.Store(0)
+		return measure(msgs, openSMTP, func() int { return int(smtpConns.Load()) })
+	}
+	runMX := func(msgs []peerMessage) (ingestTally, error) {
+		tg.mx.close()
+		tg.mx.resetConns()
+		return measure(msgs, openMX, tg.mx.usedConns)
 	}
 
-	// Each run opens its connections within its time, TLS handshakes included: the
-	// warm-up's SMTP connections ended with it, and its HTTPS ones are closed here.
-	smtpConns.Store(0)
-	if res.SMTP, err = measureRun(msgs[:n], openSMTP); err != nil {
-		return nil, err
+	var smtpTally, mxTally ingestTally
+	smtpMsgs, mxMsgs := msgs[:n], msgs[n:]
+	for r := range rounds {
+		lo, hi := r*n/rounds, (r+1)*n/rounds
+		steps := []func() error{
+			func() error { t, err := runSMTP(smtpMsgs[lo:hi]); smtpTally.add(t); return err },
+			func() error { t, err := runMX(mxMsgs[lo:hi]); mxTally.add(t); return err },
+		}
+		if r%2 == 1 {
+			slices.Reverse(steps)
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return nil, err
+			}
+		}
 	}
-	res.SMTP.Path, res.SMTP.Protocol, res.SMTP.Connections = "smtp", "ESMTP, STARTTLS, pipelined", int(smtpConns.Load())
-
-	tg.mx.close()
-	tg.mx.resetConns()
-	if res.MXDeliv, err = measureRun(msgs[n:], openMX); err != nil {
-		return nil, err
-	}
-	res.MXDeliv.Path, res.MXDeliv.Connections = "mxdeliv", tg.mx.usedConns()
-	if p, ok := proto.Load().(string); ok {
-		res.MXDeliv.Protocol = p
-	}
+	res.SMTP = smtpTally.report("smtp", "ESMTP, STARTTLS, pipelined")
+	mxProto, _ := proto.Load().(string)
+	res.MXDeliv = mxTally.report("mxdeliv", mxProto)
 	if res.SMTP.PerSecond > 0 {
 		res.Ratio = res.MXDeliv.PerSecond / res.SMTP.PerSecond
 	}

@@ -289,6 +289,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			ExtraCapabilities: chat.Capabilities,
 			MetadataHook:      chat,
 			MailboxHook:       chat.MailboxHook(),
+			SeenHook:          chat.SeenHook(),
 			Logger:            log.With("pkg", "imapd", "listener", l.name),
 			Metrics: imapd.Metrics{
 				Connections: func(delta int) {

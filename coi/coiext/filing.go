@@ -3,8 +3,11 @@ package coiext
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/coibox/coibox/deliver"
+	"github.com/coibox/coibox/store"
 )
 
 // Check is the delivery pipeline's COI step (§7): for each local recipient whose
@@ -55,4 +58,46 @@ func (x *Ext) Check(ctx context.Context, m *deliver.Message) (*deliver.Verdict, 
 		return nil, nil
 	}
 	return &deliver.Verdict{Place: place}, nil
+}
+
+// Seen is the seen mode's move (§7.2): chat messages in INBOX that a client just
+// marked \Seen go to <root>/Chats, flags and INTERNALDATE kept, when the account's
+// enabled entry is "yes", its message-filter "seen" and its filing opted in. It
+// returns the INBOX UIDs moved. No push follows (D8).
+func (x *Ext) Seen(ctx context.Context, acc *store.Account, mailbox string, mailboxID int64, msgs []store.MsgMeta) ([]uint32, error) {
+	if mailbox != "INBOX" {
+		return nil, nil
+	}
+	var uids []uint32
+	for _, m := range msgs {
+		if slices.ContainsFunc(m.Flags, func(f string) bool { return strings.EqualFold(f, ChatKeyword) }) {
+			uids = append(uids, m.UID)
+		}
+	}
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	on, mode, err := x.Enabled(ctx, acc.ID)
+	if err != nil || !on || mode != ModeSeen {
+		return nil, err
+	}
+	fresh, err := x.st.AccountByID(ctx, acc.ID)
+	if err != nil {
+		return nil, fmt.Errorf("read COI account: %w", err)
+	}
+	if !x.filing(fresh) {
+		return nil, nil
+	}
+	if err := x.ensureFolders(ctx, acc.ID, false); err != nil {
+		return nil, err
+	}
+	dst, err := x.st.Mailbox(ctx, acc.ID, x.Chats())
+	if err != nil {
+		return nil, fmt.Errorf("find COI folder: %w", err)
+	}
+	res, err := x.st.Move(ctx, mailboxID, uids, dst.ID)
+	if err != nil {
+		return nil, fmt.Errorf("file seen chat messages: %w", err)
+	}
+	return res.Src, nil
 }
