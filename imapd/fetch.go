@@ -68,10 +68,21 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 	}
 	if markSeen {
 		uids := v.uidsOf(idx)
-		if _, err := s.srv.st.StoreFlags(ctx, v.id, uids, store.FlagsAdd, []string{store.FlagSeen}, 0); err != nil {
+		up, err := s.srv.st.StoreFlags(ctx, v.id, uids, store.FlagsAdd, []string{store.FlagSeen}, 0)
+		if err != nil {
 			return err
 		}
 		o.Flags = true
+		if h := s.srv.opts.SeenHook; h != nil && len(up.Changed) > 0 {
+			// The implicit \Seen counts like a STORE (COI's seen mode). What moved
+			// is reported after this FETCH, as RFC 9051 §7.5.1 asks; the messages are
+			// still answered below from the rows already read.
+			defer func() {
+				if _, herr := h.Seen(ctx, s.acc, v.name, v.id, up.Changed); herr != nil {
+					s.log.Warn("imap: seen hook", "err", herr)
+				}
+			}()
+		}
 	}
 	memOnly := !o.Envelope && o.BodyStructure == nil && !o.InternalDate && !o.RFC822Size && !o.ModSeq &&
 		len(fa.Sections) == 0 && !fa.HasChangedSince && !markSeen
