@@ -22,16 +22,17 @@ import (
 )
 
 // coiboxBin is the binary TestMain builds; ca issues every peer's certificate and is
-// what the coibox processes trust (SSL_CERT_FILE).
+// what the coibox processes trust (SSL_CERT_FILE), so that MTA-STS and certificate
+// checks between peers behave as between servers with public certificates.
 var (
 	coiboxBin string
-	ca        *testCA
+	ca        *testutil.CA
 )
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
 		var err error
-		if ca, err = newTestCA(); err != nil {
+		if ca, err = testutil.NewCA("coibox federation test CA"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -42,7 +43,7 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		caFile := filepath.Join(dir, "ca.pem")
-		if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
+		if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -170,7 +171,7 @@ func newPeer(t *testing.T, c *cluster, ip, domain string, users []string, certNa
 	if c.https {
 		https = addr(443)
 	}
-	certFile, keyFile, err := ca.issue(dir, append([]string{p.host, "mta-sts." + domain, "autoconfig." + domain}, certNames...)...)
+	certFile, keyFile, err := ca.Issue(dir, append([]string{p.host, "mta-sts." + domain, "autoconfig." + domain}, certNames...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +286,7 @@ func (p *peer) mustAdmin(t *testing.T, stdin string, args ...string) result {
 
 // clientTLS verifies the peer's certificate as a mail client would.
 func (p *peer) clientTLS() *tls.Config {
-	return &tls.Config{ServerName: p.host, RootCAs: ca.pool, MinVersion: tls.VersionTLS12}
+	return &tls.Config{ServerName: p.host, RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}
 }
 
 // submit sends msg from the account from through submission: STARTTLS, AUTH, then

@@ -1,5 +1,6 @@
 // Package testutil holds helpers shared by coibox's tests: free TCP ports, building
-// binaries once per test run, and config files that point a server at them.
+// binaries once per test run, config files that point a server at them, server
+// processes, an SMTP client and a certificate authority for multi-host tests.
 package testutil
 
 import (
@@ -20,6 +21,16 @@ import (
 // accept as rare.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	return FreePortsOn(t, "127.0.0.1", n)
+}
+
+// FreePort returns one free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int { return FreePorts(t, 1)[0] }
+
+// FreePortsOn is FreePorts on ip, for servers on other loopback addresses than
+// 127.0.0.1.
+func FreePortsOn(t testing.TB, ip string, n int) []int {
+	t.Helper()
 	ports := make([]int, 0, n)
 	ls := make([]net.Listener, 0, n)
 	defer func() {
@@ -28,9 +39,9 @@ func FreePorts(t testing.TB, n int) []int {
 		}
 	}()
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
-			t.Fatalf("find free port: %v", err)
+			t.Fatalf("find free port on %s: %v", ip, err)
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -38,8 +49,36 @@ func FreePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// FreePort returns one free TCP port on 127.0.0.1.
-func FreePort(t testing.TB) int { return FreePorts(t, 1)[0] }
+// SharedPort returns a TCP port free on every one of ips at once, for servers that
+// must all listen on one port (an SMTP port that queue.remote_port reaches on each).
+func SharedPort(t testing.TB, ips ...string) int {
+	t.Helper()
+	for range 50 {
+		first, err := net.Listen("tcp", net.JoinHostPort(ips[0], "0"))
+		if err != nil {
+			t.Fatalf("find free port on %s: %v", ips[0], err)
+		}
+		port := first.Addr().(*net.TCPAddr).Port
+		ls := []net.Listener{first}
+		ok := true
+		for _, ip := range ips[1:] {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return port
+		}
+	}
+	t.Fatalf("no TCP port free on all of %v", ips)
+	return 0
+}
 
 // Build compiles the Go package pkg (an import path, or a ./relative path resolved from
 // the calling test's directory) to the file out, passing extraArgs (e.g. -ldflags) to

@@ -1,4 +1,4 @@
-package federation
+package testutil
 
 import (
 	"crypto/ecdsa"
@@ -14,24 +14,29 @@ import (
 	"time"
 )
 
-// testCA issues the peers' certificates. The coibox processes trust it through
-// SSL_CERT_FILE (Go reads the system roots from there), so that MTA-STS and certificate
-// checks between peers behave as between servers with public certificates.
-type testCA struct {
+// CA is a certificate authority for tests with several servers: it issues each
+// server's certificate, and the coibox processes trust it when SSL_CERT_FILE names a
+// file holding PEM (Go reads the system roots from there), so that certificate checks
+// between them behave as between servers with public certificates.
+type CA struct {
+	// PEM is the CA certificate, PEM-encoded: the content of an SSL_CERT_FILE.
+	PEM []byte
+	// Pool holds the CA certificate, for a test's own TLS clients.
+	Pool *x509.CertPool
+
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
-	pem  []byte
-	pool *x509.CertPool
 }
 
-func newTestCA() (*testCA, error) {
+// NewCA makes a CA named name, valid from an hour ago for a day.
+func NewCA(name string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("make CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "coibox federation test CA"},
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
@@ -40,26 +45,35 @@ func newTestCA() (*testCA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("make CA certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: pool}, nil
+	return &CA{
+		PEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		Pool: pool,
+		cert: cert,
+		key:  key,
+	}, nil
 }
 
-// issue writes a certificate for names and its key into dir, for tls.mode "files".
-func (ca *testCA) issue(dir string, names ...string) (certFile, keyFile string, err error) {
+// Issue writes a certificate for names (the first is also its common name), followed
+// by the CA's, to dir/cert.pem and its key to dir/key.pem, for tls.mode "files".
+func (ca *CA) Issue(dir string, names ...string) (certFile, keyFile string, err error) {
+	if len(names) == 0 {
+		return "", "", fmt.Errorf("issue certificate: no names")
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("issue certificate: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("issue certificate: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -72,14 +86,14 @@ func (ca *testCA) issue(dir string, names ...string) (certFile, keyFile string, 
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("issue certificate for %s: %w", names[0], err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("issue certificate: %w", err)
 	}
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.pem...)
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.PEM...)
 	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
 		return "", "", fmt.Errorf("write certificate: %w", err)
 	}
