@@ -742,6 +742,6 @@ func printChatIngest(w io.Writer, in *chatIngest) error {
 			fmt.Fprintf(w, "%s: %d refused, %d errors; first: %s\n", r.Path, r.Refused, r.Errors, r.FirstProb)
 		}
 	}
-	fmt.Fprintf(w, "/mxdeliv ÷ port 25: %.2f\n", in.Ratio)
+	fmt.Fprintf(w, "/mxdeliv ÷ port 25: %.3f in msg/s; %.3f in server CPU per message\n", in.Ratio, in.CPURatio)
 	return nil
 }

@@ -71,6 +71,9 @@ type chatIngest struct {
 	MXDeliv      chatIngestRun `json:"mxdeliv"`
 	// Ratio is MXDeliv.PerSecond / SMTP.PerSecond.
 	Ratio float64 `json:"mxdeliv_to_smtp_ratio"`
+	// CPURatio is MXDeliv.ServerCPUPerMsgMs / SMTP.ServerCPUPerMsgMs: the server's
+	// cost of the two paths, which a busy shared machine disturbs less than msg/s.
+	CPURatio float64 `json:"mxdeliv_to_smtp_server_cpu_ratio"`
 }
 
 // chatMXLatency is the /mxdeliv-to-IDLE latency over Samples messages.
@@ -483,6 +486,9 @@ func chatIngestBench(ctx context.Context, tg chatIngestTarget, key *peerKey, rcp
 	res.MXDeliv = mxTally.report("mxdeliv", mxProto)
 	if res.SMTP.PerSecond > 0 {
 		res.Ratio = res.MXDeliv.PerSecond / res.SMTP.PerSecond
+	}
+	if res.SMTP.ServerCPUPerMsgMs > 0 {
+		res.CPURatio = res.MXDeliv.ServerCPUPerMsgMs / res.SMTP.ServerCPUPerMsgMs
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package coiext
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,9 +42,14 @@ func (x *Ext) Check(ctx context.Context, m *deliver.Message) (*deliver.Verdict, 
 					return nil, fmt.Errorf("read COI recipient: %w", err)
 				}
 				if x.filing(acc) {
-					// Filing brings back a Chats folder that has gone (§5).
-					if err := x.ensureFolders(ctx, id, false); err != nil {
-						return nil, err
+					// Filing brings back a Chats folder that has gone (§5); a read
+					// tells, so that a delivery writes nothing more when it is there.
+					if _, err := x.st.Mailbox(ctx, id, x.Chats()); errors.Is(err, store.ErrNotFound) {
+						if err := x.ensureFolders(ctx, id, false); err != nil {
+							return nil, err
+						}
+					} else if err != nil {
+						return nil, fmt.Errorf("find COI folder: %w", err)
 					}
 					pl.Mailbox = x.Chats()
 				}
