@@ -81,7 +81,7 @@ func newCluster(t *testing.T) *cluster {
 	} else {
 		l.Close()
 	}
-	c := &cluster{dns: dnstest.New(t), smtpPort: sharedPort(t, ipA, ipB, ipPostfix)}
+	c := &cluster{dns: dnstest.New(t), smtpPort: testutil.SharedPort(t, ipA, ipB, ipPostfix)}
 	// MTA-STS policies are fetched from port 443 and nowhere else (RFC 8461 3.3).
 	c.https = true
 	for _, ip := range []string{ipA, ipB} {
@@ -99,47 +99,6 @@ func newCluster(t *testing.T) *cluster {
 		t.Logf("port 443 cannot be bound (not root?): MTA-STS policies are not served, their tests are skipped")
 	}
 	return c
-}
-
-// sharedPort returns a TCP port free on every one of ips.
-func sharedPort(t *testing.T, ips ...string) int {
-	t.Helper()
-	for range 50 {
-		first, err := net.Listen("tcp", ips[0]+":0")
-		if err != nil {
-			t.Fatalf("listen on %s: %v", ips[0], err)
-		}
-		port := first.Addr().(*net.TCPAddr).Port
-		ls := []net.Listener{first}
-		ok := true
-		for _, ip := range ips[1:] {
-			l, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return port
-		}
-	}
-	t.Fatalf("no port free on all of %v", ips)
-	return 0
-}
-
-// freePort returns a free TCP port on ip.
-func freePort(t *testing.T, ip string) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatalf("listen on %s: %v", ip, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // peer is one coibox process serving domain as host on ip.
@@ -166,7 +125,8 @@ func newPeer(t *testing.T, c *cluster, ip, domain string, users []string, certNa
 	}
 	addr := func(port int) string { return fmt.Sprintf("%s:%d", ip, port) }
 	p.smtp = addr(c.smtpPort)
-	p.submission, p.imap, p.httpd = addr(freePort(t, ip)), addr(freePort(t, ip)), addr(freePort(t, ip))
+	ports := testutil.FreePortsOn(t, ip, 3)
+	p.submission, p.imap, p.httpd = addr(ports[0]), addr(ports[1]), addr(ports[2])
 	https := ""
 	if c.https {
 		https = addr(443)
