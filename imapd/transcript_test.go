@@ -864,3 +864,27 @@ func TestTranscriptDeltaChatPrefetch(t *testing.T) {
 		S: p3 OK UID STORE completed
 	`, nil)
 }
+
+// TestTranscriptTildeAtom: "~" is an atom character; only "~{" starts a literal8
+// (RFC 9051 §9), so mailbox names and patterns may start with it (issue 8 item 3).
+func TestTranscriptTildeAtom(t *testing.T) {
+	e := newEnv(t)
+	e.transcript(t, greeting+login+`
+		C: a2 LIST "" ~foo
+		S: a2 OK LIST completed
+		C: a3 CREATE ~bar
+		S: a3 OK CREATE completed
+		C: a4 LIST "" ~bar
+		S: * LIST (\HasNoChildren) "/" ~bar
+		S: a4 OK LIST completed
+		C: a5 SELECT ~bar
+		S: * FLAGS (<*>)
+		S: * OK [PERMANENTFLAGS (<*>)] Flags permitted
+		S: * 0 EXISTS
+		S: * 0 RECENT
+		S: * OK [UIDVALIDITY <n>] UIDs valid
+		S: * OK [UIDNEXT 1] Predicted next UID
+		S: * OK [HIGHESTMODSEQ <n>] Highest
+		S: a5 OK [READ-WRITE] SELECT completed
+	`, nil)
+}

@@ -169,8 +169,7 @@ func (a *Args) Atom() (string, error) {
 
 // AString reads an atom (with ']' allowed), a quoted string or a literal.
 func (a *Args) AString() (string, error) {
-	switch a.Peek() {
-	case '"', '{', '~':
+	if a.Peek() == '"' || a.literalNext() {
 		return a.String()
 	}
 	start := a.pos
@@ -211,14 +210,26 @@ func (a *Args) nilNext() bool {
 // stringBytes reads a quoted string or a literal; binary (~{n}) literals
 // only when allowBinary.
 func (a *Args) stringBytes(allowBinary bool) ([]byte, error) {
-	switch a.Peek() {
-	case '"':
+	if a.Peek() == '"' {
 		return a.quoted()
-	case '{', '~':
+	}
+	if a.literalNext() {
 		b, _, err := a.literal(allowBinary)
 		return b, err
 	}
 	return nil, a.expected("string")
+}
+
+// literalNext reports whether a literal starts here: "{", or "~{" (a literal8). A
+// "~" alone is an atom character (RFC 9051 §9: ATOM-CHAR), as in LIST "" ~foo.
+func (a *Args) literalNext() bool {
+	switch a.Peek() {
+	case '{':
+		return true
+	case '~':
+		return a.pos+1 < len(a.buf) && a.buf[a.pos+1] == '{'
+	}
+	return false
 }
 
 func (a *Args) quoted() ([]byte, error) {

@@ -423,8 +423,8 @@ func (c *Command) List() (*ListArgs, error) {
 func (a *Args) listMailbox() (string, error) {
 	start := a.pos
 	var s string
-	switch a.Peek() {
-	case '"', '{', '~':
+	switch {
+	case a.Peek() == '"' || a.literalNext():
 		var err error
 		if s, err = a.String(); err != nil {
 			return "", err
@@ -499,7 +499,7 @@ func (c *Command) Append() (*AppendArgs, error) {
 		}
 		aa.UTF8 = true
 	}
-	if p := a.Peek(); p != '{' && p != '~' {
+	if !a.literalNext() {
 		return nil, a.expected("message literal")
 	}
 	if aa.Message, aa.Binary, err = a.literal(true); err != nil {
@@ -754,7 +754,7 @@ func (c *Command) SetMetadata() (*SetMetadataArgs, error) {
 		case a.nilNext():
 			a.pos += 3
 			e.Nil = true
-		case c == '"' || c == '{' || c == '~':
+		case c == '"' || a.literalNext():
 			if e.Value, err = a.stringBytes(true); err != nil {
 				return err
 			}
