@@ -128,6 +128,8 @@ func Summarize(body []byte) []byte {
 // From, as RFC 9051 §7.5.2 asks.
 func envelope(hdr textproto.Header) *imap.Envelope {
 	env := imapserver.ExtractEnvelope(hdr)
+	env.From, env.Sender, env.ReplyTo = addressList(hdr, "From"), addressList(hdr, "Sender"), addressList(hdr, "Reply-To")
+	env.To, env.Cc, env.Bcc = addressList(hdr, "To"), addressList(hdr, "Cc"), addressList(hdr, "Bcc")
 	if len(env.Sender) == 0 {
 		env.Sender = env.From
 	}

@@ -888,3 +888,30 @@ func TestTranscriptTildeAtom(t *testing.T) {
 		S: a5 OK [READ-WRITE] SELECT completed
 	`, nil)
 }
+
+// TestTranscriptEnvelopeGroups: RFC 5322 groups survive in ENVELOPE as RFC 9051
+// §7.5.2 writes them, empty groups too, and SEARCH finds a group by its name
+// (issue 8 items 6 and 8).
+func TestTranscriptEnvelopeGroups(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", `Date: Tue, 01 Sep 2026 10:00:00 +0200
+From: Bob <bob@example.net>
+To: team: a@b.example, "Carol C." <c@d.example>;, solo@e.example
+Cc: undisclosed-recipients:;
+Subject: groups
+Message-ID: <g1@example.net>
+
+hi
+`)
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: a2 FETCH 1 (ENVELOPE)
+		S: * 1 FETCH (ENVELOPE ("Tue, 01 Sep 2026 10:00:00 +0200" "groups" (("Bob" NIL "bob" "example.net")) (("Bob" NIL "bob" "example.net")) (("Bob" NIL "bob" "example.net")) ((NIL NIL "team" NIL)(NIL NIL "a" "b.example")("Carol C." NIL "c" "d.example")(NIL NIL NIL NIL)(NIL NIL "solo" "e.example")) ((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)) NIL NIL "<g1@example.net>"))
+		S: a2 OK FETCH completed
+		C: a3 SEARCH TO team
+		S: * SEARCH 1
+		S: a3 OK SEARCH completed
+		C: a4 SEARCH TO solo@e.example
+		S: * SEARCH 1
+		S: a4 OK SEARCH completed
+	`, nil)
+}

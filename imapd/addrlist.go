@@ -1,0 +1,145 @@
+package imapd
+
+import (
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// addressList parses an address header field for ENVELOPE, keeping RFC 5322 groups
+// as RFC 9051 §7.5.2 writes them: a group opens with (NIL NIL "name" NIL), lists its
+// members, and closes with (NIL NIL NIL NIL); an empty group is the two alone.
+// net/mail (and so go-imap's extraction) flattens groups and drops empty ones.
+func addressList(hdr textproto.Header, key string) []imap.Address {
+	v := hdr.Get(key)
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	var out []imap.Address
+	for _, seg := range splitGroups(v) {
+		// A group without a name cannot be written (its opening would read as a
+		// closing): its members are kept, ungrouped.
+		name := ""
+		if seg.group {
+			name = decodeWords(seg.name)
+		}
+		if name != "" {
+			out = append(out, imap.Address{Mailbox: name})
+		}
+		out = append(out, plainAddresses(seg.text)...)
+		if name != "" {
+			out = append(out, imap.Address{})
+		}
+	}
+	return out
+}
+
+// segment is a run of plain addresses or one group of an address list.
+type segment struct {
+	group bool
+	name  string // the group's display name
+	text  string // the addresses: the plain run, or the group's members
+}
+
+// splitGroups cuts an address list into plain runs and groups, reading quoted
+// strings, comments and angle addresses so that a ":" or ";" inside them is not
+// taken for a group's.
+func splitGroups(v string) []segment {
+	var segs []segment
+	start, depth := 0, 0
+	quoted, angle := false, false
+	inGroup := false
+	var groupName string
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case quoted:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				quoted = false
+			}
+		case depth > 0:
+			if c == '\\' {
+				i++
+			} else if c == '(' {
+				depth++
+			} else if c == ')' {
+				depth--
+			}
+		case c == '"':
+			quoted = true
+		case c == '(':
+			depth++
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case angle:
+		case c == ':' && !inGroup:
+			// The text before the colon, after the last plain address, names the
+			// group; what came before that is a plain run.
+			head := v[start:i]
+			cut := strings.LastIndexByte(head, ',')
+			if plain := head[:max(cut, 0)]; strings.TrimSpace(plain) != "" {
+				segs = append(segs, segment{text: plain})
+			}
+			groupName = strings.TrimSpace(head[cut+1:])
+			inGroup, start = true, i+1
+		case c == ';' && inGroup:
+			segs = append(segs, segment{group: true, name: groupName, text: v[start:i]})
+			inGroup, start = false, i+1
+		}
+	}
+	rest := v[start:]
+	if inGroup {
+		segs = append(segs, segment{group: true, name: groupName, text: rest}) // an unclosed group
+	} else if strings.TrimSpace(strings.Trim(rest, ", \t")) != "" {
+		segs = append(segs, segment{text: rest})
+	}
+	return segs
+}
+
+// plainAddresses parses a run of addresses; when the run does not parse whole, each
+// comma-separated piece is tried on its own, so one bad address costs only itself.
+func plainAddresses(s string) []imap.Address {
+	s = strings.Trim(strings.TrimSpace(s), ",")
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	list, err := mail.ParseAddressList(s)
+	if err != nil {
+		list = nil
+		for _, piece := range strings.Split(s, ",") {
+			if a, err := mail.ParseAddress(piece); err == nil {
+				list = append(list, a)
+			}
+		}
+	}
+	out := make([]imap.Address, 0, len(list))
+	for _, a := range list {
+		mailbox, host, ok := strings.Cut(a.Address, "@")
+		if !ok {
+			continue
+		}
+		out = append(out, imap.Address{Name: a.Name, Mailbox: mailbox, Host: host})
+	}
+	return out
+}
+
+// decodeWords decodes RFC 2047 encoded words in a group's display name, and drops
+// the quotes of a quoted one.
+func decodeWords(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = strings.ReplaceAll(s[1:len(s)-1], `\`, "")
+	}
+	var h mail.Header
+	h.Set("X", s)
+	if d, err := h.Text("X"); err == nil {
+		return d
+	}
+	return s
+}
