@@ -36,7 +36,7 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 	}
 	o := &fa.Options
 	if o.ModSeq {
-		s.condstore = true
+		s.enableCondstore()
 	}
 	v := s.sel
 	w := s.wr()

@@ -88,9 +88,9 @@ func (s *session) cmdSearch(ctx context.Context, cmd *wire.Command) error {
 	var needs searchNeeds
 	prepareSearch(c, &needs)
 	if needs.modseq {
-		s.condstore = true
+		s.enableCondstore()
 	}
-	idx, highest, err := s.search(ctx, c, needs)
+	idx, mods, err := s.search(ctx, c, needs)
 	if err != nil {
 		return err
 	}
@@ -121,6 +121,10 @@ func (s *session) cmdSearch(ctx context.Context, cmd *wire.Command) error {
 			nums[k] = uint32(i + 1)
 		}
 	}
+	var highest int64
+	for _, m := range mods {
+		highest = max(highest, m)
+	}
 	w := s.wr()
 	if !sa.ESearch && !s.rev2 {
 		w.Search(nums, uint64(highest))
@@ -128,6 +132,17 @@ func (s *session) cmdSearch(ctx context.Context, cmd *wire.Command) error {
 	}
 	if !sa.ESearch {
 		r = imap.SearchOptions{ReturnAll: true}
+	}
+	// RFC 7162 §3.1.5: the highest MODSEQ of the messages returned, which with only
+	// MIN and/or MAX asked for are just those.
+	if (r.ReturnMin || r.ReturnMax) && !r.ReturnAll && !r.ReturnCount && len(idx) > 0 {
+		highest = 0
+		if r.ReturnMin {
+			highest = mods[idx[0]]
+		}
+		if r.ReturnMax {
+			highest = max(highest, mods[idx[len(idx)-1]])
+		}
 	}
 	if r.ReturnSave && !r.ReturnMin && !r.ReturnMax && !r.ReturnAll && !r.ReturnCount {
 		return nil
@@ -151,18 +166,21 @@ func (s *session) cmdSearch(ctx context.Context, cmd *wire.Command) error {
 	return nil
 }
 
-// search returns the view indexes of matching messages, ascending, and the highest
-// MODSEQ among them when the criteria asked about MODSEQ.
-func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs searchNeeds) ([]int, int64, error) {
+// search returns the view indexes of matching messages, ascending, and, when the
+// criteria asked about MODSEQ, each one's MODSEQ (by view index).
+func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs searchNeeds) ([]int, map[int]int64, error) {
 	v := s.sel
 	m := &matcher{n: uint32(v.msgs.len()), maxUID: v.maxUID(), saved: s.saved}
 	var out []int
-	var highest int64
+	var mods map[int]int64
+	if needs.modseq {
+		mods = map[int]int64{}
+	}
 	hit := func(x *candidate) {
 		if m.match(c, x) {
 			out = append(out, x.idx)
-			if needs.modseq && x.modseq > highest {
-				highest = x.modseq
+			if needs.modseq {
+				mods[x.idx] = x.modseq
 			}
 		}
 	}
@@ -171,7 +189,7 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 		for i := range v.msgs.len() {
 			hit(&candidate{idx: i, uid: c.uid(i), flags: v.tab.get(c.flags(i))})
 		}
-		return out, 0, nil
+		return out, mods, nil
 	}
 	// Pass 1 decides every message it can from summaries, dates and sizes (from the
 	// cache, or from rows when MODSEQ is asked about, which changes); messages that
@@ -196,7 +214,7 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 		uids := v.msgs.appendUIDs(nil, 0, v.msgs.len())
 		ents, err := s.srv.cache.get(ctx, s.srv.st, s.cacheKey(), uids)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 		var x candidate
 		c := v.msgs.cursor()
@@ -221,7 +239,7 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 	}
 	if len(later) > 0 {
@@ -250,11 +268,11 @@ func (s *session) search(ctx context.Context, c *imap.SearchCriteria, needs sear
 			return nil
 		})
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, err
 		}
 	}
 	sort.Ints(out)
-	return out, highest, nil
+	return out, mods, nil
 }
 
 // matcher evaluates criteria against candidates of one view.

@@ -216,6 +216,19 @@ func (s *session) run(ctx context.Context) {
 	}
 }
 
+// enableCondstore turns CONDSTORE on for a command that uses it without ENABLE or
+// SELECT (CONDSTORE); the first such command tells the client the selected
+// mailbox's HIGHESTMODSEQ, which from then on it must track (RFC 7162 §3.1).
+func (s *session) enableCondstore() {
+	if s.condstore {
+		return
+	}
+	s.condstore = true
+	if v := s.sel; v != nil {
+		s.wr().OK("*", wire.CodeHighestModSeq(uint64(v.modseq)), "Highest")
+	}
+}
+
 func (s *session) bye(text string) {
 	s.wr().StatusResponse("*", wire.BYE, "", text)
 	s.release()

@@ -40,7 +40,7 @@ func (s *session) cmdStore(ctx context.Context, cmd *wire.Command) error {
 		flags = append(flags, string(f))
 	}
 	if sa.HasUnchangedSince {
-		s.condstore = true
+		s.enableCondstore()
 	}
 	op := store.FlagsSet
 	switch sa.Flags.Op {

@@ -309,6 +309,7 @@ func TestTranscriptFetch(t *testing.T) {
 		S: * 2 FETCH (ENVELOPE ("Wed, 02 Sep 2026 12:00:00 +0000" "Grüße" (("Jörg" NIL "joerg" "example.org")) (("Jörg" NIL "joerg" "example.org")) (("Jörg" NIL "joerg" "example.org")) ((NIL NIL "alice" "example.org")) NIL NIL NIL "<mime@example.org>"))
 		S: f8 OK FETCH completed
 		C: f9 FETCH 1:2 (FLAGS) (CHANGEDSINCE 1)
+		S: * OK [HIGHESTMODSEQ <n>] Highest
 		S: * 1 FETCH (FLAGS (\Seen) MODSEQ (<n>))
 		S: * 2 FETCH (FLAGS () MODSEQ (<n>))
 		S: f9 OK FETCH completed
@@ -349,6 +350,7 @@ func TestTranscriptStoreExpunge(t *testing.T) {
 		S: * 1 FETCH (FLAGS ())
 		S: t4 OK STORE completed
 		C: t5 STORE 1:4 (UNCHANGEDSINCE 1) +FLAGS (\Flagged)
+		S: * OK [HIGHESTMODSEQ <n>] Highest
 		S: t5 OK [MODIFIED 1:4] Conditional STORE failed for some messages
 		C: t6 FETCH 4 (MODSEQ)
 		S: * 4 FETCH (MODSEQ (<n>))
@@ -913,5 +915,34 @@ hi
 		C: a4 SEARCH TO solo@e.example
 		S: * SEARCH 1
 		S: a4 OK SEARCH completed
+	`, nil)
+}
+
+// TestTranscriptCondstoreImplicit: the first command that enables CONDSTORE without
+// ENABLE tells the HIGHESTMODSEQ (RFC 7162 §3.1), and SEARCH RETURN (MIN)/(MAX)
+// with a MODSEQ criterion reports the MODSEQ of the message returned (§3.1.5), not
+// the mailbox's highest (issue 8 item 5). The HIGHESTMODSEQ told is the session's:
+// what it has reported, so that nothing another session did can be skipped.
+func TestTranscriptCondstoreImplicit(t *testing.T) {
+	e := newEnv(t)
+	for i := 1; i <= 3; i++ {
+		e.deliver(e.acc, "INBOX", testMessage(i, "m"))
+	}
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: a2 STORE 3 +FLAGS.SILENT (\Flagged)
+		S: a2 OK STORE completed
+		C: a3 SEARCH RETURN (MIN) MODSEQ 1
+		S: * OK [HIGHESTMODSEQ 4] Highest
+		S: * ESEARCH (TAG "a3") MIN 1 MODSEQ 2
+		S: a3 OK SEARCH completed
+		C: a4 SEARCH RETURN (MAX) MODSEQ 1
+		S: * ESEARCH (TAG "a4") MAX 3 MODSEQ 5
+		S: a4 OK SEARCH completed
+		C: a5 SEARCH RETURN (MIN MAX) MODSEQ 1
+		S: * ESEARCH (TAG "a5") MIN 1 MAX 3 MODSEQ 5
+		S: a5 OK SEARCH completed
+		C: a6 SEARCH RETURN (COUNT) MODSEQ 3
+		S: * ESEARCH (TAG "a6") COUNT 2 MODSEQ 5
+		S: a6 OK SEARCH completed
 	`, nil)
 }
