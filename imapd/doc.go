@@ -5,9 +5,10 @@
 // sequence order, their flags (interned) and the highest MODSEQ it has reported. The
 // store pokes every session of an account after a change is committed and fsynced; the
 // session then reads what changed (store.Changes) and reports it at the next point
-// RFC 9051 allows: at once while IDLE, otherwise with the next command other than
-// FETCH, STORE and SEARCH (Delta Chat fails a FETCH that carries another message's
-// flag change). Because a poke follows the commit, "* N EXISTS" always names a message
+// RFC 9051 allows: at once while IDLE; after every other command in full; after
+// FETCH, STORE and SEARCH only new messages (EXISTS), and after their UID forms
+// expunges too (§7.5.1), never another message's FETCH FLAGS (Delta Chat fails a
+// FETCH that carries one); what such a limited update leaves waits for the next. Because a poke follows the commit, "* N EXISTS" always names a message
 // that every connection can already fetch.
 //
 // Invariants:

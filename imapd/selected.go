@@ -749,9 +749,35 @@ func (s *session) reportExpunged(gone []uint32) {
 // mailbox since the view was last brought up to date. Unless force, it reads the
 // store only after a poke.
 func (s *session) update(ctx context.Context, force bool) error {
+	return s.updateWith(ctx, force, updateAll)
+}
+
+// updateKind says what an update may report.
+type updateKind int
+
+const (
+	updateAll updateKind = iota
+	// updateNew reports new messages only (EXISTS, and FLAGS for new keywords): it
+	// ends FETCH, STORE and SEARCH by sequence number, during which RFC 9051 §7.5.1
+	// forbids EXPUNGE, and during which Delta Chat cannot take another message's
+	// FETCH FLAGS. What it leaves is reported by the next full update.
+	updateNew
+	// updateNewExpunge adds expunges: UID FETCH, UID STORE and UID SEARCH may carry
+	// them (§7.5.1), so a client polling with them sees its mailbox change.
+	updateNewExpunge
+)
+
+func (s *session) updateWith(ctx context.Context, force bool, kind updateKind) error {
 	v := s.sel
 	if v == nil || s.sub == nil {
 		return nil
+	}
+	if s.stale {
+		// A limited update left something behind: read again (the poke is gone).
+		force = true
+		if kind == updateAll {
+			s.stale = false
+		}
 	}
 	if !force {
 		select {
@@ -759,6 +785,9 @@ func (s *session) update(ctx context.Context, force bool) error {
 		default:
 			return nil
 		}
+	}
+	if kind != updateAll {
+		s.stale = true
 	}
 	mb, changed, gone, err := s.srv.st.Changes(ctx, v.id, v.modseq)
 	if errors.Is(err, store.ErrNotFound) {
@@ -773,7 +802,9 @@ func (s *session) update(ctx context.Context, force bool) error {
 	if err != nil {
 		return err
 	}
-	s.reportExpunged(gone)
+	if kind != updateNew {
+		s.reportExpunged(gone)
+	}
 	w := s.wr()
 	last := v.maxUID()
 	n0 := v.msgs.len()
@@ -781,6 +812,9 @@ func (s *session) update(ctx context.Context, force bool) error {
 	for _, m := range changed {
 		if m.UID > last {
 			v.msgs.push(m.UID, v.tab.intern(m.Flags))
+			continue
+		}
+		if kind != updateAll {
 			continue
 		}
 		i, ok := v.index(m.UID)
@@ -809,7 +843,8 @@ func (s *session) update(ctx context.Context, force bool) error {
 	if v.msgs.len() != n0 {
 		w.Exists(uint32(v.msgs.len()))
 	}
-	if mb.HighestModSeq > v.modseq {
+	// Flag changes a limited update skipped are still to tell: the mark stays.
+	if kind == updateAll && mb.HighestModSeq > v.modseq {
 		v.modseq = mb.HighestModSeq
 	}
 	return nil

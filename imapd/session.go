@@ -61,6 +61,7 @@ type session struct {
 	saved    []uint32     // SEARCHRES: UIDs saved by SEARCH RETURN (SAVE)
 	flagPend []flagChange // flag sets FETCH reported, for the view (applyFlagPend)
 
+	stale    bool // a limited update (updateNew…) left changes to report
 	stopping atomic.Bool
 	stopText atomic.Pointer[string] // why, for the BYE; nil: the server shuts down
 }
@@ -407,8 +408,15 @@ func (s *session) dispatch(ctx context.Context, cmd *wire.Command) (quit bool) {
 		err = bad("%s is not allowed %s", name, s.stateText())
 	default:
 		err = h.fn(s, ctx, cmd)
-		if s.state == stateSelected && !h.noUpdates && err != errClose && err != errReplied {
-			if serr := s.update(ctx, false); serr != nil {
+		if s.state == stateSelected && err != errClose && err != errReplied {
+			kind := updateAll
+			if h.noUpdates {
+				kind = updateNew
+				if cmd.UID {
+					kind = updateNewExpunge
+				}
+			}
+			if serr := s.updateWith(ctx, false, kind); serr != nil {
 				err = serr
 			}
 		}

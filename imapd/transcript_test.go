@@ -946,3 +946,49 @@ func TestTranscriptCondstoreImplicit(t *testing.T) {
 		S: a6 OK SEARCH completed
 	`, nil)
 }
+
+// TestTranscriptUpdatesOnEveryCommand: new mail is told after every command, FETCH,
+// STORE and SEARCH included (EXISTS), and expunges after the UID forms too, where
+// RFC 9051 §7.5.1 allows them; by sequence number they wait for the next command
+// that may carry them (issue 8 item 12).
+func TestTranscriptUpdatesOnEveryCommand(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", testMessage(1, "one"))
+	e.deliver(e.acc, "INBOX", testMessage(2, "two"))
+	mb, err := e.st.Mailbox(context.Background(), e.acc.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle := func() { time.Sleep(100 * time.Millisecond) } // the poke is asynchronous
+	e.transcript(t, greeting+login+selectUnseen+`
+		! deliver
+		C: a2 UID SEARCH ALL
+		S: * SEARCH 1 2
+		S: * 3 EXISTS
+		S: a2 OK UID SEARCH completed
+		! expunge
+		C: a3 FETCH 1 (UID)
+		S: * 1 FETCH (UID 1)
+		S: a3 OK FETCH completed
+		C: a4 UID FETCH 3 (UID)
+		S: * 3 FETCH (UID 3)
+		S: * 1 EXPUNGE
+		S: a4 OK UID FETCH completed
+		! deliver
+		C: a5 SEARCH ALL
+		S: * SEARCH 1 2
+		S: * 3 EXISTS
+		S: a5 OK SEARCH completed
+	`, map[string]func(){
+		"deliver": func() { e.deliver(e.acc, "INBOX", testMessage(9, "new")); settle() },
+		"expunge": func() {
+			if _, err := e.st.StoreFlags(context.Background(), mb.ID, []uint32{1}, store.FlagsAdd, []string{store.FlagDeleted}, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.st.Expunge(context.Background(), mb.ID, []uint32{1}); err != nil {
+				t.Fatal(err)
+			}
+			settle()
+		},
+	})
+}
