@@ -301,6 +301,14 @@ func (s *session) writeFetch(fa *wire.FetchArgs, m *store.Message, body []byte) 
 		return
 	}
 	o := &fa.Options
+	var id uint16
+	if o.Flags {
+		// A keyword another session just set is announced in FLAGS before any FETCH
+		// shows it (RFC 9051 §7.3.5: clients learn flags from FLAGS).
+		if id = v.tab.intern(m.Flags); v.tab.newKw {
+			s.writeFlags(v)
+		}
+	}
 	w := s.wr()
 	w.FetchStart(uint32(i + 1))
 	if o.UID {
@@ -308,7 +316,6 @@ func (s *session) writeFetch(fa *wire.FetchArgs, m *store.Message, body []byte) 
 	}
 	if o.Flags {
 		// The client now knows these flags; an update must not repeat them.
-		id := v.tab.intern(m.Flags)
 		s.flagPend = append(s.flagPend, flagChange{i, id})
 		w.FetchFlags(v.tab.get(id))
 	}

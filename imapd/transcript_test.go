@@ -992,3 +992,29 @@ func TestTranscriptUpdatesOnEveryCommand(t *testing.T) {
 		},
 	})
 }
+
+// TestTranscriptKeywordFlagsFirst: a keyword another session set is announced in
+// FLAGS before the FETCH that shows it (issue 8 item 2).
+func TestTranscriptKeywordFlagsFirst(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", testMessage(1, "one"))
+	mb, err := e.st.Mailbox(context.Background(), e.acc.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.transcript(t, greeting+login+selectUnseen+`
+		! keyword
+		C: a2 FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])
+		S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft $Fresh)
+		S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft $Fresh \*)] Flags permitted
+		S: * 1 FETCH (FLAGS ($Fresh) BODY[HEADER.FIELDS (SUBJECT)] {16}
+		S: Subject: one
+		S: 
+		S: )
+		S: a2 OK FETCH completed
+	`, map[string]func(){"keyword": func() {
+		if _, err := e.st.StoreFlags(context.Background(), mb.ID, []uint32{1}, store.FlagsAdd, []string{"$Fresh"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}})
+}
