@@ -105,13 +105,14 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 	cacheable := !o.ModSeq && len(fa.Sections) == 0 && !fa.HasChangedSince && !markSeen &&
 		(o.BodyStructure == nil || o.BodyStructure.Extended)
 	if cacheable {
-		if done, err := s.fetchCached(ctx, fa, idx); done || err != nil {
+		if done, err := s.fetchCached(ctx, fa, idx, cmd.UID); done || err != nil {
 			return err
 		}
 	}
 	// writeFetch collects the flag sets the client is told; the view takes them
 	// after each chunk, in one pass.
 	defer s.applyFlagPend()
+	gone := false // some message of the view no longer exists
 	c := v.msgs.cursor()
 	uids := make([]uint32, 0, min(len(idx), fetchChunk))
 	for start := 0; start < len(idx); start += fetchChunk {
@@ -123,6 +124,9 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 		msgs, err := s.srv.st.Messages(ctx, v.id, uids)
 		if err != nil {
 			return err
+		}
+		if len(msgs) < len(uids) {
+			gone = true // expunged by another session, not yet told
 		}
 		if fa.HasChangedSince {
 			k := 0
@@ -142,7 +146,13 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 			for k := range msgs[:n] {
 				var body []byte
 				if bodies != nil {
-					body = bodies[msgs[k].UID]
+					var ok bool
+					if body, ok = bodies[msgs[k].UID]; !ok && needsBody(fa, &msgs[k]) {
+						// Expunged between the two reads: its data is gone, and half
+						// an answer (an empty header, an empty body) would be a lie.
+						gone = true
+						continue
+					}
 				}
 				s.writeFetch(fa, &msgs[k], body)
 			}
@@ -153,12 +163,17 @@ func (s *session) cmdFetch(ctx context.Context, cmd *wire.Command) error {
 			}
 		}
 	}
+	if gone && !cmd.UID {
+		// RFC 9051 §7.1: the client still numbers them, so it learns why they are
+		// missing; a UID FETCH treats them as UIDs that do not exist.
+		return no(wire.CodeExpungeIssued, "Some of the requested messages no longer exist")
+	}
 	return nil
 }
 
 // fetchCached answers from the summary cache and the view, without reading rows;
 // done is false when some message lacks a summary and the rows must be read.
-func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int) (done bool, err error) {
+func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int, uid bool) (done bool, err error) {
 	v := s.sel
 	o := &fa.Options
 	uids := v.uidsOf(idx)
@@ -178,10 +193,12 @@ func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int
 	}
 	w := s.wr()
 	c := v.msgs.cursor()
+	gone := false
 	for k, i := range idx {
 		e := &ents[k]
 		if !e.ok {
-			continue // expunged by another session, not yet reported
+			gone = true // expunged by another session, not yet reported
+			continue
 		}
 		w.FetchStart(uint32(i + 1))
 		if o.UID {
@@ -203,6 +220,9 @@ func (s *session) fetchCached(ctx context.Context, fa *wire.FetchArgs, idx []int
 			w.FetchRaw("BODYSTRUCTURE ", sums[k].bodyStructure(s.utf8))
 		}
 		w.FetchEnd()
+	}
+	if gone && !uid {
+		return true, no(wire.CodeExpungeIssued, "Some of the requested messages no longer exist")
 	}
 	return true, nil
 }

@@ -1018,3 +1018,38 @@ func TestTranscriptKeywordFlagsFirst(t *testing.T) {
 		}
 	}})
 }
+
+// TestTranscriptFetchExpungedMeanwhile: a message expunged by another session that
+// this one still numbers gets no data, never an empty header or body: FETCH says NO
+// [EXPUNGEISSUED]; UID FETCH treats it as a UID that does not exist (issue 8 item 1).
+func TestTranscriptFetchExpungedMeanwhile(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", testMessage(1, "one"))
+	e.deliver(e.acc, "INBOX", testMessage(2, "two"))
+	mb, err := e.st.Mailbox(context.Background(), e.acc.ID, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.transcript(t, greeting+login+selectUnseen+`
+		! expunge
+		C: a2 FETCH 1:2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])
+		S: * 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {16}
+		S: Subject: one
+		S: 
+		S: )
+		S: a2 NO [EXPUNGEISSUED] Some of the requested messages no longer exist
+		C: a3 FETCH 2 (ENVELOPE)
+		S: a3 NO [EXPUNGEISSUED] Some of the requested messages no longer exist
+		C: a4 UID FETCH 2 (BODY.PEEK[])
+		S: * 2 EXPUNGE
+		S: a4 OK UID FETCH completed
+	`, map[string]func(){"expunge": func() {
+		if _, err := e.st.StoreFlags(context.Background(), mb.ID, []uint32{2}, store.FlagsAdd, []string{store.FlagDeleted}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.st.Expunge(context.Background(), mb.ID, []uint32{2}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}})
+}
