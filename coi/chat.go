@@ -11,6 +11,7 @@ import (
 
 	"github.com/coibox/coibox/coi/coiext"
 	"github.com/coibox/coibox/coi/profile"
+	"github.com/coibox/coibox/coi/webpush"
 	"github.com/coibox/coibox/store"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	TURN func(p profile.Profile, now time.Time) string
 	// Push stores device tokens; nil leaves /private/devicetoken to the store.
 	Push PushTokens
+	// WebPush, when set (with COI), is the IMAP WebPush extension: WEBPUSH after
+	// login, its METADATA entries, notifications after delivery.
+	WebPush *webpush.Service
 	// COI, when set, is the Chat-Over-IMAP extension: COI after login, its METADATA
 	// entries and folder rules (package coiext).
 	COI *coiext.Ext

@@ -5,7 +5,8 @@
 // into imapd (Authenticate, Capabilities, the METADATA hook) and into the HTTP server;
 // no protocol package re-implements a rule. Subpackages hold concerns big enough for
 // their own: e2ee (what counts as encrypted), profile (a domain's settings), push,
-// turn, onboard (/new).
+// turn, onboard (/new), mxdeliv, retention, and for COI clients coiext (the
+// Chat-Over-IMAP extension) and webpush.
 //
 // Invariants:
 //   - A domain's profile is read from the store at each use (one indexed row), so an
@@ -15,4 +16,6 @@
 //     concurrent first logins of one address make it once and all succeed (§3).
 //   - Every refusal that a chatmail peer or client matches by text is built here, with
 //     the spec's exact code and text.
+//   - Notifications (Delta Chat push, WebPush) start only after the delivery's commit
+//     (Stored) and never delay the reply: jobs are queued, sent by their own workers.
 package coi

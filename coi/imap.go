@@ -38,6 +38,9 @@ func (c *Chat) Capabilities(acc *store.Account) []string {
 	var caps []string
 	if c.opts.COI != nil {
 		caps = append(caps, "COI")
+		if c.opts.WebPush != nil {
+			caps = append(caps, "WEBPUSH")
+		}
 	}
 	if p.Chatmail && p.XChatmail && !c.opts.HideXChatmail {
 		caps = append(caps, "XCHATMAIL")
@@ -51,6 +54,9 @@ func (c *Chat) Capabilities(acc *store.Account) []string {
 // Owns implements imapd.MetadataHook: the server entries of §2.3, and the device
 // token on INBOX when push tokens are kept.
 func (c *Chat) Owns(mailbox, entry string) bool {
+	if c.ownsWebPush(mailbox, entry) {
+		return true
+	}
 	if mailbox == "" && c.opts.COI != nil && (entry == strings.TrimSuffix(coiext.Prefix, "/") || strings.HasPrefix(entry, coiext.Prefix)) {
 		return true
 	}
@@ -66,6 +72,9 @@ func (c *Chat) Owns(mailbox, entry string) bool {
 
 // GetMetadata implements imapd.MetadataHook.
 func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox string, names []string, depth int) ([]imapd.MetadataEntry, error) {
+	if len(names) > 0 && c.ownsWebPush(mailbox, names[0]) {
+		return c.webPushGet(ctx, acc, names, depth)
+	}
 	if mailbox == "" && c.opts.COI != nil && len(names) > 0 && strings.HasPrefix(names[0]+"/", coiext.Prefix) {
 		es, err := c.opts.COI.Get(ctx, acc, names, depth)
 		if err != nil {
@@ -126,6 +135,14 @@ func (c *Chat) GetMetadata(ctx context.Context, acc *store.Account, mailbox stri
 // SetMetadata implements imapd.MetadataHook: server entries are read-only; the
 // device token adds to the account's set (chatmail §9).
 func (c *Chat) SetMetadata(ctx context.Context, acc *store.Account, mailbox string, entries []imapd.MetadataEntry) error {
+	if len(entries) > 0 && c.ownsWebPush(mailbox, entries[0].Name) {
+		for _, e := range entries {
+			if !c.ownsWebPush(mailbox, e.Name) {
+				return &imapd.CommandError{Code: "CANNOT", Text: "WebPush and other entries cannot be set together"}
+			}
+		}
+		return c.webPushSet(ctx, acc, entries)
+	}
 	if mailbox == "" && c.opts.COI != nil && len(entries) > 0 && strings.HasPrefix(entries[0].Name, coiext.Prefix) {
 		es := make([]coiext.Entry, len(entries))
 		for i, e := range entries {

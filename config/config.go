@@ -55,15 +55,16 @@ type Config struct {
 	// "error". Default: "info".
 	LogLevel string `toml:"log_level"`
 
-	Listen Listen `toml:"listen"`
-	TLS    TLS    `toml:"tls"`
-	DNS    DNS    `toml:"dns"`
-	Limits Limits `toml:"limits"`
-	Queue  Queue  `toml:"queue"`
-	MTASTS MTASTS `toml:"mta_sts"`
-	Store  Store  `toml:"store"`
-	Chat   Chat   `toml:"chat"`
-	COI    COI    `toml:"coi"`
+	Listen  Listen  `toml:"listen"`
+	TLS     TLS     `toml:"tls"`
+	DNS     DNS     `toml:"dns"`
+	Limits  Limits  `toml:"limits"`
+	Queue   Queue   `toml:"queue"`
+	MTASTS  MTASTS  `toml:"mta_sts"`
+	Store   Store   `toml:"store"`
+	Chat    Chat    `toml:"chat"`
+	COI     COI     `toml:"coi"`
+	WebPush WebPush `toml:"webpush"`
 }
 
 // Listen ([listen]) holds the "host:port" address of each listener; "" disables it.
@@ -146,12 +147,29 @@ type Limits struct {
 	Recipients int `toml:"recipients"`
 
 	// SMTPConnections (limits.smtp_connections) is the most SMTP connections served at
-	// once, over all SMTP listeners. Default: 500.
+	// once, over all SMTP listeners. When they are all taken, a new connection replaces
+	// the oldest one that has not said EHLO yet (nor finished its TLS handshake on
+	// port 465), so silent sockets cannot lock everyone out. Default: 500.
 	SMTPConnections int `toml:"smtp_connections"`
 
 	// SMTPConnectionsPerIP (limits.smtp_connections_per_ip) is the most concurrent SMTP
 	// connections from one IP address. Default: 20.
 	SMTPConnectionsPerIP int `toml:"smtp_connections_per_ip"`
+
+	// IPv4Prefix (limits.ipv4_prefix) is how many leading bits of an IPv4 client
+	// address count for the per-IP connection limits: 32 counts each address, 24
+	// counts a whole /24 as one client. Default: 32.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+
+	// IPv6Prefix (limits.ipv6_prefix) is the same for IPv6: a host usually owns a whole
+	// /64 and could otherwise rotate through its addresses. Default: 64.
+	IPv6Prefix int `toml:"ipv6_prefix"`
+
+	// TLSHandshakeTimeout (limits.tls_handshake_timeout) is how long a client may take
+	// to complete a TLS handshake, implicit or after STARTTLS, on every listener (SMTP,
+	// IMAP, HTTPS); a socket that never sends its ClientHello is closed then.
+	// Default: "10s".
+	TLSHandshakeTimeout Duration `toml:"tls_handshake_timeout"`
 
 	// SMTPCommandTimeout (limits.smtp_command_timeout) is how long the server waits for
 	// the next SMTP command. Default: "5m".
@@ -160,6 +178,12 @@ type Limits struct {
 	// SMTPDataTimeout (limits.smtp_data_timeout) is how long the server waits for the
 	// whole message after DATA. Default: "10m".
 	SMTPDataTimeout Duration `toml:"smtp_data_timeout"`
+
+	// IMAPConnections (limits.imap_connections) is the most IMAP connections served at
+	// once, over both IMAP listeners (and IMAP on port 443). When they are all taken,
+	// a new connection replaces the oldest one that has not logged in yet, or is told
+	// "* BYE" if every one has. Default: 20000.
+	IMAPConnections int `toml:"imap_connections"`
 
 	// IMAPConnectionsPerIP (limits.imap_connections_per_ip) is the most concurrent IMAP
 	// connections from one IP address. Default: 50.
@@ -190,6 +214,11 @@ type Limits struct {
 	// AuthFailureWindow (limits.auth_failure_window) is the time over which
 	// limits.auth_failures_per_ip is counted. Default: "15m".
 	AuthFailureWindow Duration `toml:"auth_failure_window"`
+
+	// PasswordMinLength (limits.password_min_length) is the fewest characters a
+	// password given to "coibox account add" or "account passwd" may have; generated
+	// passwords have 20. Default: 10.
+	PasswordMinLength int `toml:"password_min_length"`
 
 	// Quota (limits.quota) is the storage quota of an account that has none of its own;
 	// "0" means unlimited. Default: "0".
@@ -344,6 +373,38 @@ type COI struct {
 	FilingDefault bool `toml:"filing_default"`
 }
 
+// WebPush ([webpush]) is the IMAP WebPush extension of COI (coi spec §8, §10).
+type WebPush struct {
+	// SubscriptionLimit (webpush.subscription_limit) is the most subscriptions,
+	// pending or validated, one account may hold. Default: 10.
+	SubscriptionLimit int `toml:"subscription_limit"`
+
+	// ValidationWindow (webpush.validation_window) is how long a new subscription may
+	// wait for its validation before it is dropped. Default: "5m".
+	ValidationWindow Duration `toml:"validation_window"`
+
+	// Timeout (webpush.timeout) bounds each request to a push service, connecting
+	// included. Default: "10s".
+	Timeout Duration `toml:"timeout"`
+
+	// TTL (webpush.ttl) is how long push services keep an undelivered notification.
+	// Default: "30s".
+	TTL Duration `toml:"ttl"`
+
+	// Padding (webpush.padding) pads every notification to the next KiB, so its
+	// size tells less. Default: false.
+	Padding bool `toml:"padding"`
+
+	// AllowEndpoints (webpush.allow_endpoints) are "host" or "host:port" endpoints
+	// exempt from the rule that push services must have public addresses; tests use
+	// loopback. Default: [].
+	AllowEndpoints []string `toml:"allow_endpoints"`
+
+	// HTTPSProxy (webpush.https_proxy) is the URL of a proxy for requests to push
+	// services; "" connects directly. Default: "".
+	HTTPSProxy string `toml:"https_proxy"`
+}
+
 // Default returns the production defaults that a config file fills in from.
 func Default() *Config {
 	host := "localhost"
@@ -376,14 +437,19 @@ func Default() *Config {
 			Recipients:                1000,
 			SMTPConnections:           500,
 			SMTPConnectionsPerIP:      20,
+			IPv4Prefix:                32,
+			IPv6Prefix:                64,
+			TLSHandshakeTimeout:       Duration(10 * time.Second),
 			SMTPCommandTimeout:        Duration(5 * time.Minute),
 			SMTPDataTimeout:           Duration(10 * time.Minute),
+			IMAPConnections:           20000,
 			IMAPConnectionsPerIP:      50,
 			IMAPConnectionsPerAccount: 100,
 			IMAPIdleTimeout:           Duration(30 * time.Minute),
 			IMAPLineLength:            65536,
 			AuthFailuresPerIP:         10,
 			AuthFailureWindow:         Duration(15 * time.Minute),
+			PasswordMinLength:         10,
 		},
 		Queue: Queue{
 			Lifetime:     Duration(120 * time.Hour),
@@ -399,6 +465,8 @@ func Default() *Config {
 			PushNotifyURL: "https://notifications.delta.chat/notify", ALPN443: true,
 			MXDelivInbound: true, MXDelivOutbound: true, MXDelivPort: 443},
 		COI: COI{Enabled: true, MailboxRoot: "COI"},
+		WebPush: WebPush{SubscriptionLimit: 10, ValidationWindow: Duration(5 * time.Minute), Timeout: Duration(10 * time.Second),
+			TTL: Duration(30 * time.Second)},
 	}
 }
 

@@ -70,6 +70,10 @@ message_size = "10MiB"
 	if time.Duration(c.Limits.SMTPCommandTimeout) != 5*time.Minute || time.Duration(c.Queue.Lifetime) != 120*time.Hour {
 		t.Errorf("durations = %v, %v", c.Limits.SMTPCommandTimeout, c.Queue.Lifetime)
 	}
+	// Issue 13: a socket that never finishes a TLS handshake is closed within 30s.
+	if d := time.Duration(c.Limits.TLSHandshakeTimeout); d <= 0 || d > 30*time.Second {
+		t.Errorf("limits.tls_handshake_timeout default %v, want at most 30s", d)
+	}
 	if c.LogFormat != "text" || c.LogLevel != "info" || c.Queue.SmarthostTLS != "starttls" || c.Store.GroupCommitMax != 256 {
 		t.Errorf("defaults: %q %q %q %d", c.LogFormat, c.LogLevel, c.Queue.SmarthostTLS, c.Store.GroupCommitMax)
 	}
@@ -102,8 +106,12 @@ message_size = 1048576
 recipients = 50
 smtp_connections = 10
 smtp_connections_per_ip = 2
+ipv4_prefix = 24
+ipv6_prefix = 56
+tls_handshake_timeout = "5s"
 smtp_command_timeout = "1m30s"
 smtp_data_timeout = "20m"
+imap_connections = 300
 imap_connections_per_ip = 5
 imap_connections_per_account = 6
 imap_idle_timeout = "29m"
@@ -111,6 +119,7 @@ imap_line_length = 8192
 imap_literal_size = "64MiB"
 auth_failures_per_ip = 3
 auth_failure_window = "1h"
+password_min_length = 12
 quota = "1GB"
 [queue]
 lifetime = "48h"
@@ -146,6 +155,10 @@ group_commit_max = 64
 	}
 	if c.Queue.RemotePort != 2525 || c.Store.GroupCommitMax != 64 || c.TLS.ACMECache != "/tmp/acme" {
 		t.Errorf("queue.remote_port %d, store.group_commit_max %d, tls.acme_cache %q", c.Queue.RemotePort, c.Store.GroupCommitMax, c.TLS.ACMECache)
+	}
+	if l := c.Limits; l.IPv4Prefix != 24 || l.IPv6Prefix != 56 || time.Duration(l.TLSHandshakeTimeout) != 5*time.Second || l.IMAPConnections != 300 || l.PasswordMinLength != 12 {
+		t.Errorf("limits: prefixes %d/%d, tls_handshake_timeout %v, imap_connections %d, password_min_length %d",
+			l.IPv4Prefix, l.IPv6Prefix, l.TLSHandshakeTimeout, l.IMAPConnections, l.PasswordMinLength)
 	}
 	if c.Queue.SourceIP != "2001:db8::25" || c.MTASTS.Mode != MTASTSTesting || time.Duration(c.MTASTS.MaxAge) != 720*time.Hour {
 		t.Errorf("queue.source_ip %q, mta_sts %+v", c.Queue.SourceIP, c.MTASTS)
@@ -219,6 +232,18 @@ func TestErrors(t *testing.T) {
 			[]string{`limits.recipients: expected a whole number, got the string "many"`}},
 		{"zero int", "[limits]\nrecipients = 0",
 			[]string{`limits.recipients: 0 must be at least 1`}},
+		{"ipv4 prefix", "[limits]\nipv4_prefix = 33",
+			[]string{`limits.ipv4_prefix: 33 is not a prefix length from 8 to 32`}},
+		{"ipv6 prefix", "[limits]\nipv6_prefix = 8",
+			[]string{`limits.ipv6_prefix: 8 is not a prefix length from 16 to 128`}},
+		{"handshake timeout too long", "[limits]\ntls_handshake_timeout = \"10m\"",
+			[]string{`limits.tls_handshake_timeout: "10m" is outside 1s to 5m`}},
+		{"handshake timeout zero", "[limits]\ntls_handshake_timeout = \"0s\"",
+			[]string{`limits.tls_handshake_timeout: "0s" is outside 1s to 5m`}},
+		{"imap connections", "[limits]\nimap_connections = 0",
+			[]string{`limits.imap_connections: 0 must be at least 1`}},
+		{"password length", "[limits]\npassword_min_length = 0",
+			[]string{`limits.password_min_length: 0 must be at least 1`}},
 		{"line length", "[limits]\nimap_line_length = 100",
 			[]string{`limits.imap_line_length: 100 is too small`}},
 		{"remote port", "[queue]\nremote_port = 0",

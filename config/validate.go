@@ -140,8 +140,20 @@ func (c *Config) check() []error {
 	positive("limits.recipients", l.Recipients)
 	positive("limits.smtp_connections", l.SMTPConnections)
 	positive("limits.smtp_connections_per_ip", l.SMTPConnectionsPerIP)
+	if l.IPv4Prefix < 8 || l.IPv4Prefix > 32 {
+		bad("limits.ipv4_prefix", "%d is not a prefix length from 8 to 32", l.IPv4Prefix)
+	}
+	if l.IPv6Prefix < 16 || l.IPv6Prefix > 128 {
+		bad("limits.ipv6_prefix", "%d is not a prefix length from 16 to 128", l.IPv6Prefix)
+	}
+	// A handshake takes a round trip or two; minutes only help the sockets that never
+	// finish one to hold their connection slots.
+	if d := time.Duration(l.TLSHandshakeTimeout); d < time.Second || d > 5*time.Minute {
+		bad("limits.tls_handshake_timeout", "%q is outside 1s to 5m", l.TLSHandshakeTimeout)
+	}
 	positiveDur("limits.smtp_command_timeout", l.SMTPCommandTimeout)
 	positiveDur("limits.smtp_data_timeout", l.SMTPDataTimeout)
+	positive("limits.imap_connections", l.IMAPConnections)
 	positive("limits.imap_connections_per_ip", l.IMAPConnectionsPerIP)
 	positive("limits.imap_connections_per_account", l.IMAPConnectionsPerAccount)
 	positiveDur("limits.imap_idle_timeout", l.IMAPIdleTimeout)
@@ -155,6 +167,7 @@ func (c *Config) check() []error {
 	}
 	positive("limits.auth_failures_per_ip", l.AuthFailuresPerIP)
 	positiveDur("limits.auth_failure_window", l.AuthFailureWindow)
+	positive("limits.password_min_length", l.PasswordMinLength)
 	if l.Quota < 0 {
 		bad("limits.quota", "%q cannot be negative; \"0\" means unlimited", l.Quota)
 	}
@@ -218,6 +231,15 @@ func (c *Config) check() []error {
 
 	if r := c.COI.MailboxRoot; r == "" || strings.Contains(r, "/") || strings.EqualFold(r, "INBOX") || strings.ContainsAny(r, "*%\x00\r\n") {
 		bad("coi.mailbox_root", "%q must be one mailbox name, not INBOX, without \"/\"", r)
+	}
+	positive("webpush.subscription_limit", c.WebPush.SubscriptionLimit)
+	positiveDur("webpush.validation_window", c.WebPush.ValidationWindow)
+	positiveDur("webpush.timeout", c.WebPush.Timeout)
+	positiveDur("webpush.ttl", c.WebPush.TTL)
+	if p := c.WebPush.HTTPSProxy; p != "" {
+		if u, err := url.Parse(p); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("webpush.https_proxy", "%q is not an http(s) URL", p)
+		}
 	}
 	positive("chat.accounts_per_network", c.Chat.AccountsPerNetwork)
 	if p := c.Chat.MXDelivPort; p < 1 || p > 65535 {

@@ -150,9 +150,9 @@ type Options struct {
 	// Queued, if set, is called after a delivery put something in the outbound
 	// queue, so the queue can send it now instead of at its next scan.
 	Queued func()
-	// Stored, if set, is called after a message was committed for the accounts that
-	// got a copy (push notifications); it must not fail the delivery.
-	Stored func(ctx context.Context, m *Message, accounts []int64)
+	// Stored, if set, is called after a message was committed with the local copies
+	// made (push notifications, mailbox trimming); it must not fail the delivery.
+	Stored func(ctx context.Context, m *Message, copies []store.Delivered)
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -469,13 +469,13 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 	for i, r := range m.Recipients {
 		got[i] = r.Remote || len(r.Forward) > 0
 	}
-	var stored []int64
+	var stored []store.Delivered
 	for _, t := range out {
 		if t.Err != nil {
 			continue
 		}
 		res.Local++
-		stored = append(stored, t.AccountID)
+		stored = append(stored, t)
 		for _, i := range owners[t.AccountID] {
 			got[i] = true
 		}

@@ -65,7 +65,7 @@ func imapScript(t *testing.T, addr, script string, actions map[string]func()) {
 func TestCOITranscripts(t *testing.T) {
 	s := startServer(t, options{users: []string{"olga"}})
 	user := "olga@" + domain
-	login := "C: a LOGIN " + user + " " + s.passwords[user] + "\nS: re:a OK \\[CAPABILITY .* COI\\] Logged in\n"
+	login := "C: a LOGIN " + user + " " + s.passwords[user] + "\nS: re:a OK \\[CAPABILITY .* COI WEBPUSH\\] Logged in\n"
 	imapScript(t, s.addr.IMAPS, `S: re:\* OK .*
 `+login+`
 C: b GETMETADATA (DEPTH 1) "" (/private/vendor/vendor.dovecot/coi/config)

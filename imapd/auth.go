@@ -80,6 +80,7 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 	lim := srv.opts.AuthLimiter
 	if lim != nil && !lim.Allow(s.ip) {
 		s.loginMetric(false)
+		s.logAuthFailure(user, "address locked out")
 		return no(wire.CodeUnavailable, "Too many failed logins from your address; try again later")
 	}
 	name := store.Normalize(user)
@@ -89,6 +90,7 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 			sleep(ctx, lim.Fail(s.ip))
 		}
 		s.loginMetric(false)
+		s.logAuthFailure(user, "account locked out")
 		return no(wire.CodeUnavailable, "Too many failed logins for this account; try again later")
 	}
 	var acc *store.Account
@@ -108,7 +110,7 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 		}
 		sleep(ctx, d)
 		s.loginMetric(false)
-		s.log.Info("imap: login failed", "user", clip(name))
+		s.logAuthFailure(user, "bad credentials")
 		return no(wire.CodeAuthenticationFailed, "Authentication failed.")
 	}
 	if err != nil {
@@ -119,6 +121,9 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 		lim.Succeed(s.ip)
 	}
 	if !srv.claimAccount(s, acc.ID) {
+		if s.stopping.Load() {
+			return no(wire.CodeUnavailable, "Too many connections to this server; try again later")
+		}
 		return no(wire.CodeLimit, "Too many connections for this account (limit %d)", srv.lim.MaxConnsPerAccount)
 	}
 	s.loginMetric(true)
@@ -128,8 +133,19 @@ func (s *session) login(ctx context.Context, user, pass string) error {
 	s.r.Limits.MaxLiteral = srv.lim.MaxLiteral
 	s.r.Limits.MaxAppend = srv.lim.MaxMessageSize
 	s.caps = s.capabilities()
+	s.log.Info("imap: login", "protocol", "imap", "account", acc.Address, "tls", s.tls)
 	s.log = s.log.With("account", acc.Address)
 	return okCode(wire.CodeCapability(s.caps...), "Logged in")
+}
+
+// logAuthFailure writes the line every failed login is logged with, the same for SMTP,
+// IMAP and the web (contrib/fail2ban/coibox.conf reads it): the message
+// "authentication failed", then protocol, remote (the client's IP address alone) and
+// account, in that order and before anything else of the line, so that a filter can
+// anchor on them and no client-chosen text precedes the address. Never the password.
+func (s *session) logAuthFailure(user, reason string) {
+	s.srv.log.Warn("authentication failed", "protocol", "imap", "remote", s.ip.String(), "account", clip(user),
+		"reason", reason)
 }
 
 func (s *session) loginMetric(ok bool) {

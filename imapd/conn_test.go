@@ -248,7 +248,7 @@ func TestConnectionLimits(t *testing.T) {
 	b.send("b1 LOGIN alice@example.org password123")
 	b.expect("b1 NO [LIMIT] Too many connections for this account (limit 1)")
 	c := dial()
-	c.expect("* BYE too many connections from 127.0.0.1 (limit 2)")
+	c.expect("* BYE [UNAVAILABLE] Too many connections from your address (limit 2)")
 	a.send("a2 LOGOUT")
 	a.expect("* BYE Logging out")
 	a.expect("a2 OK LOGOUT completed")

@@ -23,8 +23,19 @@ type Limits struct {
 	MaxDepth       int   // nesting of lists and search keys
 	MaxArgs        int   // tokens in one command
 
-	MaxConnsPerIP      int // concurrent connections from one client address
+	// MaxConns bounds the connections served at once, over every listener. When
+	// they are all taken, a new connection replaces the oldest one that has not
+	// logged in yet; if every one has, the newcomer is told BYE.
+	MaxConns           int
+	MaxConnsPerIP      int // concurrent connections from one client (see the prefixes)
 	MaxConnsPerAccount int // concurrent logged-in connections of one account
+	// IPv4Prefix and IPv6Prefix make the addresses of one prefix count as one client
+	// for MaxConnsPerIP.
+	IPv4Prefix, IPv6Prefix int
+
+	// TLSHandshakeTimeout bounds a TLS handshake, implicit (port 993) or after
+	// STARTTLS, so a socket that never sends its ClientHello is closed soon.
+	TLSHandshakeTimeout time.Duration
 
 	// IdleTimeout ends a connection that sends nothing for that long, before and after
 	// login (RFC 9051 §5.4: at least 30 minutes); it also bounds one IDLE.
@@ -59,8 +70,12 @@ func DefaultLimits() Limits {
 		MaxMessageSize:       30 << 20,
 		MaxDepth:             32,
 		MaxArgs:              1000,
+		MaxConns:             20000,
 		MaxConnsPerIP:        50,
 		MaxConnsPerAccount:   100,
+		IPv4Prefix:           32,
+		IPv6Prefix:           64,
+		TLSHandshakeTimeout:  10 * time.Second,
 		IdleTimeout:          30 * time.Minute,
 		KeepAlive:            2 * time.Minute,
 		WriteTimeout:         5 * time.Minute,
@@ -94,8 +109,12 @@ func (l Limits) withDefaults() Limits {
 	set64(&l.MaxMessageSize, d.MaxMessageSize)
 	set(&l.MaxDepth, d.MaxDepth)
 	set(&l.MaxArgs, d.MaxArgs)
+	set(&l.MaxConns, d.MaxConns)
 	set(&l.MaxConnsPerIP, d.MaxConnsPerIP)
 	set(&l.MaxConnsPerAccount, d.MaxConnsPerAccount)
+	set(&l.IPv4Prefix, d.IPv4Prefix)
+	set(&l.IPv6Prefix, d.IPv6Prefix)
+	setD(&l.TLSHandshakeTimeout, d.TLSHandshakeTimeout)
 	setD(&l.IdleTimeout, d.IdleTimeout)
 	setD(&l.KeepAlive, d.KeepAlive)
 	setD(&l.WriteTimeout, d.WriteTimeout)
@@ -201,6 +220,9 @@ type Options struct {
 	MailboxHook MailboxHook
 	// SeenHook hears of messages a STORE marked \Seen; nil: nobody does.
 	SeenHook SeenHook
+	// Conns, when set, replaces Limits' MaxConns, MaxConnsPerIP and prefixes with
+	// counts shared with other Servers.
+	Conns *Conns
 	// Compress advertises and allows COMPRESS=DEFLATE (costs ~300 KiB per connection
 	// that uses it).
 	Compress bool
@@ -218,11 +240,13 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
+	conns     *Conns
 	perAcct   map[int64]map[*session]struct{} // logged-in sessions by account id
 	closing   bool
-	done      chan struct{} // closed when closing and no session is left
-	fails     accountFailures
+	// refusing bounds the TLS handshakes made only to say BYE on port 993.
+	refusing chan struct{}
+	done     chan struct{} // closed when closing and no session is left
+	fails    accountFailures
 }
 
 // New returns a Server; Serve starts it.
@@ -240,9 +264,13 @@ func New(opts Options) *Server {
 		st:        opts.Store,
 		listeners: map[net.Listener]struct{}{},
 		sessions:  map[*session]struct{}{},
-		perIP:     map[netip.Addr]int{},
 		perAcct:   map[int64]map[*session]struct{}{},
 		done:      make(chan struct{}),
+		refusing:  make(chan struct{}, maxRefusalHandshakes),
+	}
+	s.conns = opts.Conns
+	if s.conns == nil {
+		s.conns = NewConns(s.lim.MaxConns, s.lim.MaxConnsPerIP, s.lim.IPv4Prefix, s.lim.IPv6Prefix)
 	}
 	s.fails.init()
 	s.cache = newSumCache(s.lim.SummaryCache)
@@ -351,31 +379,34 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// addSession registers a connection; it fails when the client address has too many.
-func (s *Server) addSession(sess *session) error {
+// maxRefusalHandshakes bounds the TLS handshakes under way only to tell clients of
+// port 993 that the server is full: beyond it they are just closed, since a flood
+// must not cost a handshake per socket.
+const maxRefusalHandshakes = 64
+
+// addSession registers a connection, or returns the text of the BYE refusing it
+// (see Conns).
+func (s *Server) addSession(sess *session) (refusal string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return ErrServerClosed
+		return "Server shutting down"
 	}
-	if s.perIP[sess.ip] >= s.lim.MaxConnsPerIP {
-		return fmt.Errorf("too many connections from %s (limit %d)", sess.ip, s.lim.MaxConnsPerIP)
+	if refusal := s.conns.acquire(sess); refusal != "" {
+		return refusal
 	}
-	s.perIP[sess.ip]++
 	s.sessions[sess] = struct{}{}
-	return nil
+	return ""
 }
 
 func (s *Server) removeSession(sess *session) {
+	s.conns.release(sess)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.sessions[sess]; !ok {
 		return
 	}
 	delete(s.sessions, sess)
-	if s.perIP[sess.ip]--; s.perIP[sess.ip] <= 0 {
-		delete(s.perIP, sess.ip)
-	}
 	if sess.acc != nil {
 		s.releaseAccount(sess)
 	}
@@ -390,6 +421,10 @@ func (s *Server) removeSession(sess *session) {
 
 // claimAccount counts a login; it fails when the account has too many connections.
 func (s *Server) claimAccount(sess *session, id int64) bool {
+	// Logged in: no longer a connection that gives way to newcomers.
+	if !s.conns.settle(sess) {
+		return false // evicted while it was logging in; it is saying goodbye
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.perAcct[id]

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bufio"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -40,10 +41,16 @@ type session struct {
 	raw  net.Conn // the TCP connection, fixed for the session's life
 	conn net.Conn // the TCP or TLS connection
 	ip   netip.Addr
-	log  *slog.Logger
-	out  io.Writer // where responses go: the connection, or the compressor over it
-	r    *wire.Reader
-	w    *wire.Writer // borrowed from srv.writer while output is pending, else nil
+	// key, quiet and counted belong to srv.conns (guarded by its mutex): ip or its
+	// prefix, the place in its list of sessions not logged in, and whether counted.
+	key     netip.Addr
+	quiet   *list.Element
+	counted bool
+	start   time.Time
+	log     *slog.Logger
+	out     io.Writer // where responses go: the connection, or the compressor over it
+	r       *wire.Reader
+	w       *wire.Writer // borrowed from srv.writer while output is pending, else nil
 
 	tls        bool // the connection is TLS (implicit or after STARTTLS)
 	compressed bool
@@ -64,6 +71,8 @@ type session struct {
 	stale    bool // a limited update (updateNew…) left changes to report
 	stopping atomic.Bool
 	stopText atomic.Pointer[string] // why, for the BYE; nil: the server shuts down
+	// endReason says why a logged-in session ended, for its logout line.
+	endReason string
 }
 
 // deadlineWriter gives every write to the client a deadline, so a client that stops
@@ -84,11 +93,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, implicitTLS bool) {
 		m(1)
 		defer m(-1)
 	}
-	sess := &session{srv: s, raw: c, conn: c, ip: remoteIP(c)}
+	sess := &session{srv: s, raw: c, conn: c, ip: remoteIP(c), start: time.Now()}
 	sess.log = s.log.With("remote", c.RemoteAddr().String())
-	if err := s.addSession(sess); err != nil {
-		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "* BYE %s\r\n", err)
+	if refusal := s.addSession(sess); refusal != "" {
+		sess.log.Info("imap: connection refused", "reason", refusal)
+		s.refuse(ctx, c, implicitTLS, refusal)
 		return
 	}
 	defer s.removeSession(sess)
@@ -99,13 +108,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, implicitTLS bool) {
 			s.log.Error("imap: implicit TLS without a TLS configuration")
 			return
 		}
-		tc := tls.Server(c, s.opts.TLSConfig)
-		_ = c.SetDeadline(time.Now().Add(time.Minute))
-		if err := tc.HandshakeContext(ctx); err != nil {
-			sess.log.Debug("imap: TLS handshake", "err", err)
+		tc, ok := sess.handshake(ctx, c)
+		if !ok {
 			return
 		}
-		_ = c.SetDeadline(time.Time{})
 		sess.conn, sess.tls = tc, true
 	}
 	defer func() {
@@ -113,8 +119,57 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, implicitTLS bool) {
 			sess.sub.Close()
 		}
 		sess.release()
+		if sess.acc != nil {
+			// sess.log names the account since the login.
+			sess.log.Info("imap: logout", "protocol", "imap", "reason", sess.endReason,
+				"duration", time.Since(sess.start).Round(time.Second).String())
+		}
 	}()
 	sess.run(ctx)
+}
+
+// handshake runs a TLS handshake on c (the session's TCP connection, or its plain
+// IMAP connection after STARTTLS) under the handshake deadline.
+func (s *session) handshake(ctx context.Context, c net.Conn) (*tls.Conn, bool) {
+	tc := tls.Server(c, s.srv.opts.TLSConfig)
+	_ = c.SetDeadline(time.Now().Add(s.srv.lim.TLSHandshakeTimeout))
+	if s.stopping.Load() {
+		return nil, false // evicted or shut down before the deadline was set
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if isTimeout(err) {
+			s.log.Info("imap: tls handshake timeout")
+		} else {
+			s.log.Debug("imap: TLS handshake", "err", err)
+		}
+		return nil, false
+	}
+	_ = c.SetDeadline(time.Time{})
+	return tc, true
+}
+
+// refuse says BYE to a connection addSession refused. On port 993 that takes a TLS
+// handshake, which only a few refused connections at a time get; the rest are closed
+// without a word.
+func (s *Server) refuse(ctx context.Context, c net.Conn, implicitTLS bool, text string) {
+	out := c
+	if implicitTLS && s.opts.TLSConfig != nil {
+		select {
+		case s.refusing <- struct{}{}:
+			defer func() { <-s.refusing }()
+		default:
+			return
+		}
+		tc := tls.Server(c, s.opts.TLSConfig)
+		_ = c.SetDeadline(time.Now().Add(s.lim.TLSHandshakeTimeout))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return
+		}
+		defer tc.Close()
+		out = tc
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(out, "* BYE %s\r\n", text)
 }
 
 // interrupt asks the session to say goodbye: a blocked read returns at once, and the
@@ -189,6 +244,7 @@ func (s *session) run(ctx context.Context) {
 		s.release()
 		_ = s.conn.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 		if s.stopping.Load() {
+			s.endReason = s.stopReason()
 			s.bye(s.stopReason())
 			return
 		}
@@ -197,6 +253,7 @@ func (s *session) run(ctx context.Context) {
 			if e, ok := wire.AsError(err); ok {
 				s.wr().WriteError(e)
 				if e.Fatal {
+					s.endReason = "protocol error"
 					s.release()
 					return
 				}
@@ -204,13 +261,20 @@ func (s *session) run(ctx context.Context) {
 			}
 			switch {
 			case s.stopping.Load():
+				s.endReason = s.stopReason()
 				s.bye(s.stopReason())
 			case errors.Is(err, os.ErrDeadlineExceeded):
+				s.endReason = "idle timeout"
 				s.bye("Autologout: idle for too long")
+			default:
+				s.endReason = "connection closed"
 			}
 			return
 		}
 		if quit := s.dispatch(ctx, cmd); quit {
+			if s.endReason == "" {
+				s.endReason = "connection closed"
+			}
 			s.release()
 			return
 		}
@@ -522,6 +586,7 @@ func (s *session) cmdLogout(_ context.Context, cmd *wire.Command) error {
 	if err := cmd.NoArgs(); err != nil {
 		return err
 	}
+	s.endReason = "LOGOUT"
 	w := s.wr()
 	w.StatusResponse("*", wire.BYE, "", "Logging out")
 	w.OK(cmd.Tag, "", "LOGOUT completed")
@@ -589,13 +654,10 @@ func (s *session) cmdStartTLS(ctx context.Context, cmd *wire.Command) error {
 		return errClose
 	}
 	s.release()
-	tc := tls.Server(s.conn, cfg)
-	_ = s.conn.SetDeadline(time.Now().Add(time.Minute))
-	if err := tc.HandshakeContext(ctx); err != nil {
-		s.log.Debug("imap: STARTTLS handshake", "err", err)
+	tc, ok := s.handshake(ctx, s.conn)
+	if !ok {
 		return errClose
 	}
-	_ = s.conn.SetDeadline(time.Time{})
 	s.tls = true
 	s.setConn(tc)
 	return errReplied

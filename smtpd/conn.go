@@ -1,6 +1,9 @@
 package smtpd
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -23,6 +26,7 @@ type conn struct {
 	log      *slog.Logger
 	start    time.Time
 	messages atomic.Int64
+	slot     *slot // its share of the server's Slots
 
 	mu sync.Mutex
 	// outer is where the server's own replies go: this conn, or the TLS connection
@@ -32,6 +36,9 @@ type conn struct {
 	inRead   bool // blocked in Read, so the session is not writing
 	inTx     bool // between an accepted MAIL and the end of the transaction
 	closeNow bool // close at the next read, after the reply being sent (lockout)
+	evicted  bool // its slot was given to a newcomer: end at the next read
+	// hsUntil is the deadline of a STARTTLS handshake under way; zero otherwise.
+	hsUntil time.Time
 
 	dead   atomic.Bool // no more reads or writes
 	closed sync.Once
@@ -53,11 +60,17 @@ func (c *conn) stopLocked() (reply string, stop bool) {
 		return replyShutdown, true
 	case c.srv.draining.Load() && !c.inTx:
 		return replyShutdown, true
+	case c.evicted:
+		return replyTooMany, true
 	case c.closeNow:
 		return "", true
 	}
 	return "", false
 }
+
+// startTLSReply is what go-smtp answers STARTTLS with right before it runs the
+// handshake; go-smtp has no hook there, and the reply is the one sign of it.
+var startTLSReply = []byte("220 2.0.0 Ready to start TLS")
 
 func (c *conn) Read(b []byte) (int, error) {
 	if c.dead.Load() {
@@ -66,6 +79,11 @@ func (c *conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
 	reply, stop := c.stopLocked()
 	c.inRead = !stop
+	handshaking := !c.hsUntil.IsZero()
+	if handshaking && !stop {
+		// Under the lock, so that a wake-up (Shutdown, eviction) is not overwritten.
+		_ = c.Conn.SetReadDeadline(c.hsUntil)
+	}
 	c.mu.Unlock()
 	if stop {
 		c.die(reply)
@@ -84,7 +102,11 @@ func (c *conn) Read(b []byte) (int, error) {
 		// A deadline passed: the client was too slow, or Shutdown woke us.
 		if reply, stop = c.stopLocked(); !stop || reply == "" {
 			reply = "421 4.4.2 " + c.srv.opts.Hostname + " Error: timeout exceeded"
-			c.log.Info("timeout", "in_transaction", c.inTx)
+			if handshaking {
+				c.log.Info("tls handshake timeout", "after", "STARTTLS")
+			} else {
+				c.log.Info("timeout", "in_transaction", c.inTx)
+			}
 		}
 		c.mu.Unlock()
 		c.die(reply)
@@ -99,6 +121,9 @@ func (c *conn) Read(b []byte) (int, error) {
 func (c *conn) Write(b []byte) (int, error) {
 	if c.dead.Load() {
 		return 0, net.ErrClosed
+	}
+	if bytes.HasPrefix(b, startTLSReply) {
+		c.beginHandshake()
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -170,6 +195,53 @@ func (c *conn) wakeIfIdle() {
 	if c.inRead && !c.inTx {
 		_ = c.Conn.SetReadDeadline(time.Now())
 	}
+}
+
+// SetReadDeadline is called by go-smtp through the TLS layer before each command; the
+// first call after STARTTLS therefore means the handshake is over, and the command
+// deadline takes over from the handshake's.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.hsUntil = time.Time{}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+// beginHandshake starts the STARTTLS handshake's deadline. Until the next EHLO no
+// reply of the server's own may be written in plain text.
+func (c *conn) beginHandshake() {
+	c.mu.Lock()
+	c.hsUntil = time.Now().Add(c.srv.opts.TLSHandshakeTimeout)
+	c.outer = nil
+	c.mu.Unlock()
+}
+
+// handshake runs the TLS handshake of an implicit-TLS connection under its deadline
+// and reports whether it succeeded.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	ctx, cancel := context.WithTimeout(c.srv.ctx, c.srv.opts.TLSHandshakeTimeout)
+	defer cancel()
+	err := tc.HandshakeContext(ctx)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		c.log.Info("tls handshake timeout")
+	default:
+		c.log.Debug("tls handshake failed", "err", err)
+	}
+	return false
+}
+
+// evict ends a connection that has not said anything useful yet, because its slot
+// went to a newcomer: at its next read, or now if it is waiting in one.
+func (c *conn) evict() {
+	c.srv.m.ConnectionRefused(c.srv.name, "evicted")
+	c.log.Info("connection evicted", "reason", "silent while the connection slots are full")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.evicted = true
+	_ = c.Conn.SetReadDeadline(time.Now())
 }
 
 // wake interrupts any read (the shutdown deadline passed).

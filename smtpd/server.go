@@ -71,13 +71,19 @@ type Options struct {
 	MaxRecipients       int   // default: the pipeline's
 	MaxConnections      int   // at once, default 500
 	MaxConnectionsPerIP int   // at once, default 20
-	// Slots, when set, replaces MaxConnections and MaxConnectionsPerIP with counts
-	// shared with other listeners.
-	Slots             *Slots
-	ReadTimeout       time.Duration // for each command, default 5m
-	DataTimeout       time.Duration // for a whole DATA transfer, default 10m
-	AuthFailuresPerIP int           // default 10
-	AuthFailureWindow time.Duration // default 15m
+	// IPv4Prefix and IPv6Prefix make the addresses of one prefix count as one client
+	// for MaxConnectionsPerIP; default 32 and 64.
+	IPv4Prefix, IPv6Prefix int
+	// Slots, when set, replaces MaxConnections, MaxConnectionsPerIP and the prefixes
+	// with counts shared with other listeners.
+	Slots       *Slots
+	ReadTimeout time.Duration // for each command, default 5m
+	DataTimeout time.Duration // for a whole DATA transfer, default 10m
+	// TLSHandshakeTimeout bounds a TLS handshake, on 465 from the connection's start
+	// and after STARTTLS from the 220; default 10s.
+	TLSHandshakeTimeout time.Duration
+	AuthFailuresPerIP   int           // default 10
+	AuthFailureWindow   time.Duration // default 15m
 
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
@@ -152,6 +158,9 @@ func New(opts Options) *Server {
 	if opts.DataTimeout <= 0 {
 		opts.DataTimeout = 10 * time.Minute
 	}
+	if opts.TLSHandshakeTimeout <= 0 {
+		opts.TLSHandshakeTimeout = 10 * time.Second
+	}
 	if opts.AuthFailuresPerIP <= 0 {
 		opts.AuthFailuresPerIP = 10
 	}
@@ -162,7 +171,7 @@ func New(opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Slots == nil {
-		opts.Slots = NewSlots(opts.MaxConnections, opts.MaxConnectionsPerIP)
+		opts.Slots = NewSlots(opts.MaxConnections, opts.MaxConnectionsPerIP).WithPrefixes(opts.IPv4Prefix, opts.IPv6Prefix)
 	}
 	s := &Server{
 		opts:    opts,
@@ -205,7 +214,8 @@ func New(opts Options) *Server {
 
 // Serve accepts connections on l until Shutdown, or until ctx ends, which closes
 // every connection at once. l is a plain TCP listener; for Submissions, Serve adds the
-// TLS layer itself (so that the connection limits apply before the handshake).
+// TLS layer itself (so that the connection limits and the handshake deadline apply
+// before and during the handshake).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if s.opts.Kind != MX && s.opts.TLSConfig == nil {
 		return fmt.Errorf("serve %s: a TLS configuration is required", s.name)
@@ -222,7 +232,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, s.closeNow)
 	defer stop()
-	err := s.smtp.Serve(&listener{Listener: l, srv: s})
+	var gl net.Listener = &listener{Listener: l, srv: s}
+	if s.opts.Kind == Submissions {
+		tl := newTLSListener(gl.(*listener))
+		defer tl.Close()
+		gl = tl
+	}
+	err := s.smtp.Serve(gl)
 	if s.draining.Load() {
 		return nil
 	}
@@ -302,17 +318,75 @@ func (l *listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if c := l.srv.admit(nc); c != nil {
-			if l.srv.opts.Kind == Submissions {
-				return tls.Server(c, l.srv.opts.TLSConfig), nil
-			}
 			return c, nil
 		}
 	}
 }
 
+// tlsListener hands go-smtp connections on 465 only once their TLS handshake is
+// done. Each handshake runs in its own goroutine under the handshake deadline; left
+// to go-smtp it would run under the 5-minute command deadline, and a socket that
+// never sends its ClientHello would hold a connection slot that long.
+type tlsListener struct {
+	inner *listener
+	ready chan net.Conn
+	done  chan struct{} // closed when inner's Accept failed; err says why
+	err   error
+	once  sync.Once
+}
+
+func newTLSListener(inner *listener) *tlsListener {
+	tl := &tlsListener{inner: inner, ready: make(chan net.Conn), done: make(chan struct{})}
+	go tl.acceptLoop()
+	return tl
+}
+
+func (tl *tlsListener) acceptLoop() {
+	srv := tl.inner.srv
+	for {
+		nc, err := tl.inner.Accept()
+		if err != nil {
+			tl.once.Do(func() { tl.err = err; close(tl.done) })
+			return
+		}
+		c := nc.(*conn)
+		go func() {
+			tc := tls.Server(c, srv.opts.TLSConfig)
+			if !c.handshake(tc) {
+				tc.Close()
+				return
+			}
+			select {
+			case tl.ready <- tc:
+			case <-tl.done:
+				tc.Close()
+			}
+		}()
+	}
+}
+
+func (tl *tlsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-tl.ready:
+		return c, nil
+	case <-tl.done:
+		return nil, tl.err
+	}
+}
+
+func (tl *tlsListener) Close() error {
+	err := tl.inner.Close()
+	tl.once.Do(func() { tl.err = net.ErrClosed; close(tl.done) })
+	return err
+}
+
+func (tl *tlsListener) Addr() net.Addr { return tl.inner.Addr() }
+
 // admit registers a new connection, or refuses it with a 421 and returns nil.
 func (s *Server) admit(nc net.Conn) *conn {
 	ip := remoteIP(nc)
+	c := &conn{Conn: nc, srv: s, ip: ip, id: deliver.NewID(), start: time.Now()}
+	c.log = s.log.With("session", c.id, "remote", ip)
 	var refusal, reason string
 	s.mu.Lock()
 	switch {
@@ -321,7 +395,7 @@ func (s *Server) admit(nc net.Conn) *conn {
 	case s.limiter != nil && !s.limiter.Allow(ip):
 		refusal, reason = replyLockedOut, "auth_lockout"
 	default:
-		switch reason = s.slots.acquire(ip); reason {
+		switch c.slot, reason = s.slots.acquire(ip, c.evict); reason {
 		case "limit":
 			refusal = replyTooMany
 		case "per_ip":
@@ -341,11 +415,9 @@ func (s *Server) admit(nc net.Conn) *conn {
 		nc.Close()
 		return nil
 	}
-	c := &conn{Conn: nc, srv: s, ip: ip, id: deliver.NewID(), start: time.Now()}
 	if s.opts.Kind != Submissions {
 		c.outer = c
 	}
-	c.log = s.log.With("session", c.id, "remote", ip)
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.m.SessionStarted(s.name)
@@ -358,7 +430,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-	s.slots.release(c.ip)
+	s.slots.release(c.slot)
 	s.m.SessionEnded(s.name)
 	c.log.Debug("connection closed", "duration", time.Since(c.start).Round(time.Millisecond).String(), "messages", c.messages.Load())
 }

@@ -40,6 +40,8 @@ func (s *Server) NewSession(sc *smtp.Conn) (smtp.Session, error) {
 	}
 	// EHLO arrives after any TLS handshake, so replies can now go through the layer.
 	c.setOuter(sc.Conn())
+	// A client that said EHLO is a client: its slot is no longer given to newcomers.
+	s.slots.settle(c.slot)
 	ss := &session{srv: s, c: c, sc: sc, log: c.log}
 	if st, ok := sc.TLSConnectionState(); ok {
 		ss.tls = &st
@@ -125,7 +127,7 @@ func (s *session) authenticate(identity, username, password string) error {
 	if errors.Is(err, store.ErrAuthFailed) {
 		s.srv.m.AuthFailed(s.srv.name)
 		delay := s.srv.limiter.Fail(s.c.ip)
-		s.log.Warn("login failed", "user", clip(username), "delay", delay.String())
+		s.srv.logAuthFailure(s.c, username, delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -147,6 +149,16 @@ func (s *session) authenticate(identity, username, password string) error {
 	return nil
 }
 
+// logAuthFailure writes the line every failed login is logged with, the same for SMTP,
+// IMAP and the web (contrib/fail2ban/coibox.conf reads it): the message
+// "authentication failed", then protocol, remote (the client's IP address alone) and
+// account, in that order and before anything else of the line, so that a filter can
+// anchor on them and no client-chosen text precedes the address. Never the password.
+func (srv *Server) logAuthFailure(c *conn, account string, delay time.Duration) {
+	srv.log.Warn("authentication failed", "protocol", "smtp", "remote", c.ip.String(), "account", clip(account),
+		"session", c.id, "delay", delay.String())
+}
+
 // Mail starts a transaction.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
@@ -159,6 +171,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			s.srv.m.Rejected(s.srv.name, metrics.ReasonAuthRequired)
 			return errAuthRequired
 		}
+	}
+	if p := pathProblem(from); p != "" {
+		s.log.Info("sender refused", "from", clip(from), "reason", p)
+		return senderSyntax(p)
 	}
 	n := s.c.messages.Add(1)
 	env := &deliver.Envelope{
@@ -187,6 +203,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	defer s.mu.Unlock()
 	if s.env == nil {
 		return errNoTransaction
+	}
+	if p := pathProblem(to); p != "" {
+		s.log.Info("recipient refused", "id", s.env.ID, "rcpt", clip(to), "reason", p)
+		return recipientSyntax(p)
 	}
 	err := s.srv.opts.Pipeline.AddRecipient(s.srv.ctx, s.env, to)
 	if err != nil {
@@ -219,6 +239,10 @@ func (s *session) Data(r io.Reader) error {
 		}
 		s.log.Info("message transfer failed", "id", env.ID, "err", err)
 		return err
+	}
+	if hasBareCR(body) {
+		s.log.Info("message refused", "id", env.ID, "from", env.Sender, "reply", errBareCR.Error())
+		return errBareCR
 	}
 	msg := &deliver.Message{Envelope: *env, Body: body}
 	res, err := s.srv.opts.Pipeline.Deliver(s.srv.ctx, msg)

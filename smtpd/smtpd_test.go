@@ -401,9 +401,11 @@ func dialFrom(t *testing.T, addr, ip string) *client {
 func TestConnectionLimits(t *testing.T) {
 	t.Run("total", func(t *testing.T) {
 		ts := startServer(t, smtpd.MX, func(o *smtpd.Options) { o.MaxConnections = 2 })
+		// Clients that have said EHLO keep their slots (silent ones would give theirs
+		// up: TestSilentConnectionsGiveWay).
 		a := dialFrom(t, ts.addr, "127.0.0.1")
-		a.expect("220 *")
-		dialFrom(t, ts.addr, "127.0.0.2").expect("220 *")
+		a.run("S: 220 *\nEHLO a.example")
+		dialFrom(t, ts.addr, "127.0.0.2").run("S: 220 *\nEHLO b.example")
 		dialFrom(t, ts.addr, "127.0.0.3").run(`
 			S: 421 4.7.0 Too many connections, try again later
 			CLOSED`)

@@ -81,12 +81,12 @@ func unix(t time.Time) int64 { return t.Unix() }
 
 // AddDomain starts serving a domain.
 func (s *Store) AddDomain(ctx context.Context, name string, chatmail bool) (*Domain, error) {
-	name = Normalize(name)
-	if name == "" || strings.ContainsAny(name, "@ \t") {
-		return nil, fmt.Errorf("add domain: %q is not a domain name", name)
+	name, err := CheckDomainName(name)
+	if err != nil {
+		return nil, fmt.Errorf("add domain: %w", err)
 	}
 	d := &Domain{Name: name, Chatmail: chatmail, Created: s.now().Truncate(time.Second)}
-	err := s.write(ctx, func(t *Tx) error {
+	err = s.write(ctx, func(t *Tx) error {
 		res, err := t.exec("INSERT INTO domains (name, chatmail, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", name, chatmail, unix(d.Created))
 		if err != nil {
 			return err
@@ -201,11 +201,11 @@ func (s *Store) SetDomainProfile(ctx context.Context, name string, chatmail bool
 
 // AddAccount creates an account with its default mailboxes. The domain must be served.
 func (s *Store) AddAccount(ctx context.Context, address, password string) (*Account, error) {
-	address = Normalize(address)
-	_, domain, err := SplitAddress(address)
+	address, err := CheckAddress(address)
 	if err != nil {
 		return nil, fmt.Errorf("add account: %w", err)
 	}
+	_, domain, _ := SplitAddress(address)
 	if password == "" {
 		return nil, fmt.Errorf("add account %s: empty password", address)
 	}
@@ -400,7 +400,16 @@ func (s *Store) AddAlias(ctx context.Context, address, destination string) error
 	if err != nil {
 		return fmt.Errorf("add alias: %w", err)
 	}
-	if _, _, err := SplitAddress(destination); err != nil {
+	if strings.HasPrefix(address, "@") { // a catch-all: the domain alone
+		if domain, err = CheckDomainName(domain); err != nil {
+			return fmt.Errorf("add alias: %w", err)
+		}
+		address = "@" + domain
+	} else if address, err = CheckAddress(address); err != nil {
+		return fmt.Errorf("add alias: %w", err)
+	}
+	_, domain, _ = SplitAddress(strings.Replace(address, "@", "x@", 1))
+	if destination, err = CheckAddress(destination); err != nil {
 		return fmt.Errorf("add alias: destination: %w", err)
 	}
 	err = s.write(ctx, func(t *Tx) error {

@@ -30,11 +30,11 @@ type NewAccount struct {
 // TombstonesSince, ErrTombstoned. Concurrent calls for one address make it once: the
 // others get ErrExists and should authenticate instead.
 func (s *Store) CreateAccount(ctx context.Context, n NewAccount) (*Account, error) {
-	address := Normalize(n.Address)
-	_, domain, err := SplitAddress(address)
+	address, err := CheckAddress(n.Address)
 	if err != nil {
 		return nil, fmt.Errorf("create account: %w", err)
 	}
+	_, domain, _ := SplitAddress(address)
 	if n.Password == "" {
 		return nil, fmt.Errorf("create account %s: empty password", address)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coibox/coibox/coi"
 	"github.com/coibox/coibox/coi/profile"
@@ -65,6 +66,11 @@ func withStore(ctx context.Context, configPath string, fn func(*config.Config, *
 	if err != nil {
 		return err
 	}
+	return withConfigStore(ctx, cfg, source, fn)
+}
+
+// withConfigStore is withStore for a configuration already loaded.
+func withConfigStore(ctx context.Context, cfg *config.Config, source string, fn func(*config.Config, *store.Store) error) error {
 	s, _, err := openStore(ctx, cfg, source, store.Options{})
 	if err != nil {
 		return err
@@ -105,24 +111,42 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 	if err != nil {
 		return err
 	}
+	var addr string
 	if verb != "list" {
-		if _, _, err := store.SplitAddress(store.Normalize(pos[0])); err != nil {
+		addr = store.Normalize(pos[0])
+		if _, _, err := store.SplitAddress(addr); err != nil {
 			return usagef("account %s: %v", verb, err)
 		}
+		checked, err := store.CheckAddress(pos[0])
+		switch {
+		case err == nil:
+			addr = checked // the domain as stored: internationalized names as A-labels
+		case verb == "add":
+			return usagef("account add: %v", err)
+		}
+		// Other verbs take any name as it is: an account made before names were
+		// checked must stay reachable.
 	}
-	// Read the password before opening the store: a mistake on stdin should change
-	// nothing, and creating a data directory for it would be a surprise.
+	cfg, source, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	// Read and check the password before opening the store: a mistake on stdin should
+	// change nothing, and creating a data directory for it would be a surprise.
 	var password string
 	var generated bool
 	if verb == "add" || verb == "passwd" {
 		if password, generated, err = readPassword(e.stdin); err != nil {
 			return err
 		}
+		if n, min := utf8.RuneCountInString(password), cfg.Limits.PasswordMinLength; !generated && n < min {
+			return fmt.Errorf("account %s %s: the password has %d characters, fewer than the %d of limits.password_min_length; give a longer one, or an empty stdin to have one generated",
+				verb, addr, n, min)
+		}
 	}
-	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
+	return withConfigStore(ctx, cfg, source, func(cfg *config.Config, s *store.Store) error {
 		switch verb {
 		case "add":
-			addr := store.Normalize(pos[0])
 			_, dom, _ := store.SplitAddress(addr)
 			d, err := s.Domain(ctx, dom)
 			if err != nil {
@@ -140,7 +164,6 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 				fmt.Fprintf(e.stdout, "password: %s\n", password)
 			}
 		case "passwd":
-			addr := store.Normalize(pos[0])
 			if err := s.SetPassword(ctx, addr, password); err != nil {
 				return explain(err, addr)
 			}
@@ -149,9 +172,8 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 				fmt.Fprintf(e.stdout, "password: %s\n", password)
 			}
 		case "set":
-			return accountSet(ctx, e, s, store.Normalize(pos[0]), pos[1:])
+			return accountSet(ctx, e, s, addr, pos[1:])
 		case "del", "delete":
-			addr := store.Normalize(pos[0])
 			if err := s.DeleteAccount(ctx, addr); err != nil {
 				return explain(err, addr)
 			}
@@ -200,19 +222,23 @@ func cmdDomain(ctx context.Context, e *env, configPath string, args []string) er
 	if *force && verb != "del" && verb != "delete" {
 		return usagef("domain %s: --force only goes with domain del", verb)
 	}
+	var name string
+	if len(pos) > 0 {
+		switch n, cerr := store.CheckDomainName(pos[0]); {
+		case verb == "add" && cerr != nil:
+			// Checked before anything is written: a name no other server could send
+			// mail to must not get as far as the store or the DKIM keys.
+			return usagef("domain add: %v", cerr)
+		case verb == "add":
+			name = n
+		case cerr == nil:
+			pos[0] = n // an internationalized name finds its stored A-label form
+		}
+	}
 	return withStore(ctx, configPath, func(cfg *config.Config, s *store.Store) error {
 		switch verb {
 		case "add":
-			d, err := s.AddDomain(ctx, pos[0], *chatmail)
-			if err != nil {
-				return explain(err, store.Normalize(pos[0]))
-			}
-			kind := "domain"
-			if d.Chatmail {
-				kind = "chatmail domain"
-			}
-			fmt.Fprintf(e.stdout, "added %s %s\n\n", kind, d.Name)
-			return printDNSRecords(e.stdout, cfg, d)
+			return domainAdd(ctx, e, cfg, s, name, *chatmail)
 		case "del", "delete":
 			name := store.Normalize(pos[0])
 			if err := s.DeleteDomain(ctx, name, *force); err != nil {
@@ -349,6 +375,36 @@ func cmdAlias(ctx context.Context, e *env, configPath string, args []string) err
 	})
 }
 
+// domainAdd serves a new domain, all or nothing: the domain, its DKIM keys and the
+// DNS records it needs are made before "added" is printed, and a failure on the way
+// takes back what was made.
+func domainAdd(ctx context.Context, e *env, cfg *config.Config, s *store.Store, name string, chatmail bool) error {
+	d, err := s.AddDomain(ctx, name, chatmail)
+	if err != nil {
+		return explain(err, name)
+	}
+	keyDir := filepath.Join(cfg.DataDir, dkimDir, d.Name)
+	_, statErr := os.Stat(keyDir)
+	var records bytes.Buffer
+	if err := printDNSRecords(&records, cfg, d); err != nil {
+		undo := s.DeleteDomain(context.WithoutCancel(ctx), d.Name, false)
+		if errors.Is(statErr, os.ErrNotExist) {
+			undo = errors.Join(undo, os.RemoveAll(keyDir))
+		}
+		if undo != nil {
+			return fmt.Errorf("domain add %s: %w (and taking the domain back failed: %v)", d.Name, err, undo)
+		}
+		return fmt.Errorf("domain add %s: %w; the domain was not added", d.Name, err)
+	}
+	kind := "domain"
+	if d.Chatmail {
+		kind = "chatmail domain"
+	}
+	fmt.Fprintf(e.stdout, "added %s %s\n\n", kind, d.Name)
+	_, err = e.stdout.Write(records.Bytes())
+	return err
+}
+
 // explain turns the store's sentinel errors into messages that say what to do.
 func explain(err error, name string) error {
 	switch {
@@ -482,14 +538,22 @@ func accountSet(ctx context.Context, e *env, s *store.Store, addr string, args [
 			return usagef("account set %s: unknown key %q (quota, messages, enforce_e2ee_incoming, coi_filing)", addr, key)
 		}
 	}
-	if err := s.SetQuota(ctx, addr, quota, msgs); err != nil {
-		return err
+	// Three writes; if a later one fails, the earlier ones are set back, so that the
+	// command changes all or nothing.
+	steps := []struct{ apply, undo func() error }{
+		{func() error { return s.SetQuota(ctx, addr, quota, msgs) }, func() error { return s.SetQuota(ctx, addr, a.Quota, a.QuotaMsgs) }},
+		{func() error { return s.SetEnforceE2EEIncoming(ctx, addr, enforce) }, func() error { return s.SetEnforceE2EEIncoming(ctx, addr, a.EnforceE2EEIncoming) }},
+		{func() error { return s.SetCOIFiling(ctx, addr, filing) }, func() error { return s.SetCOIFiling(ctx, addr, a.COIFiling) }},
 	}
-	if err := s.SetEnforceE2EEIncoming(ctx, addr, enforce); err != nil {
-		return err
-	}
-	if err := s.SetCOIFiling(ctx, addr, filing); err != nil {
-		return err
+	for i, st := range steps {
+		if err := st.apply(); err != nil {
+			for j := i - 1; j >= 0; j-- {
+				if uerr := steps[j].undo(); uerr != nil {
+					return fmt.Errorf("account set %s: %w (and setting back the earlier changes failed: %v)", addr, err, uerr)
+				}
+			}
+			return fmt.Errorf("account set %s: %w; nothing was changed", addr, err)
+		}
 	}
 	fmt.Fprintf(e.stdout, "account %s: quota=%s messages=%s enforce_e2ee_incoming=%s coi_filing=%s\n", addr, quotaText(quota), countText(msgs), onOff(enforce), onOff(filing))
 	return nil

@@ -9,14 +9,16 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/coibox/coibox/coi/webpush"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/store"
 )
 
 // backupDirs are the data directory's folders and files that hold state outside the
 // database: certificates and DKIM keys (losing them means new keys and a DNS change),
-// and the TURN secret (losing it invalidates the call credentials clients hold).
-var backupDirs = []string{"tls", "dkim", "turn.secret"}
+// the TURN secret (losing it invalidates the call credentials clients hold), and the
+// WebPush VAPID key (losing it orphans every subscription).
+var backupDirs = []string{"tls", "dkim", "turn.secret", webpush.KeyFileName}
 
 func cmdBackup(ctx context.Context, e *env, configPath string, args []string) error {
 	fset := newFlagSet("backup")

@@ -14,6 +14,7 @@ import (
 	"github.com/coibox/coibox/coi/mxdeliv"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/coi/turn"
+	"github.com/coibox/coibox/coi/webpush"
 	"github.com/coibox/coibox/config"
 	"github.com/coibox/coibox/deliver"
 	"github.com/coibox/coibox/dnsx"
@@ -111,4 +112,36 @@ func coiCheck(x *coiext.Ext) deliver.Check {
 		return func(context.Context, *deliver.Message) (*deliver.Verdict, error) { return nil, nil }
 	}
 	return x.Check
+}
+
+// startWebPush makes the IMAP WebPush service when COI is on ([coi] enabled): the
+// VAPID key from the data directory (made once), the [webpush] settings, and the
+// subscriptions kept as the accounts' METADATA. Its notifier runs from serve.
+func startWebPush(cfg *config.Config, s *store.Store, r *dnsx.Resolver, log *slog.Logger) (*webpush.Service, error) {
+	if !cfg.COI.Enabled {
+		return nil, nil
+	}
+	key, err := webpush.LoadKey(filepath.Join(cfg.DataDir, webpush.KeyFileName))
+	if err != nil {
+		return nil, err
+	}
+	// The subscriptions are METADATA rows; coi.Chat reads and removes them, but it
+	// is made after this service, so these go through the store directly.
+	subs := coi.New(coi.Options{Store: s})
+	load, remove := subs.WebPushStore()
+	w := cfg.WebPush
+	return webpush.New(key, webpush.Options{
+		PrimaryDomain:     cfg.Hostname,
+		SubscriptionLimit: w.SubscriptionLimit,
+		ValidationWindow:  time.Duration(w.ValidationWindow),
+		Timeout:           time.Duration(w.Timeout),
+		TTL:               time.Duration(w.TTL),
+		Padding:           w.Padding,
+		AllowEndpoints:    w.AllowEndpoints,
+		HTTPSProxy:        w.HTTPSProxy,
+		Resolver:          r.NetResolver(),
+		Load:              load,
+		Remove:            remove,
+		Logger:            log,
+	})
 }

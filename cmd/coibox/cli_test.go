@@ -118,18 +118,18 @@ func TestAdminCommands(t *testing.T) {
 		{name: "dns, unknown domain", args: []string{"dns", "nope.example", c}, wantCode: 1, wantStderr: []string{"nope.example does not exist"}},
 		{name: "domain add again", args: []string{"--config", cfg, "domain", "add", "example.org"}, wantCode: 1, wantStderr: []string{"example.org already exists"}},
 		{name: "domain add chatmail", args: []string{"domain", "add", "--chatmail", "chat.example", c}, wantStdout: []string{"added chatmail domain chat.example"}},
-		{name: "account add, password from stdin", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw one\n", wantStdout: []string{"added account alice@example.org"}, notStdout: []string{"password:"}},
+		{name: "account add, password from stdin", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw one, long\n", wantStdout: []string{"added account alice@example.org"}, notStdout: []string{"password:"}},
 		{name: "account add, generated password", args: []string{"account", "add", c, "Bob@Example.org"}, wantStdout: []string{"added account bob@example.org", generated}},
-		{name: "account add, CRLF line", args: []string{c, "account", "add", "carol@chat.example"}, stdin: "pw three\r\n", notStdout: []string{"password:"}},
-		{name: "account add twice", args: []string{"account", "add", "alice@example.org", c}, stdin: "x\n", wantCode: 1, wantStderr: []string{"alice@example.org already exists"}},
-		{name: "account add, domain not served", args: []string{"account", "add", "dave@elsewhere.example", c}, stdin: "x\n", wantCode: 1, wantStderr: []string{"domain elsewhere.example is not served here; add it first with: coibox domain add elsewhere.example"}},
+		{name: "account add, CRLF line", args: []string{c, "account", "add", "carol@chat.example"}, stdin: "pw three, long\r\n", notStdout: []string{"password:"}},
+		{name: "account add twice", args: []string{"account", "add", "alice@example.org", c}, stdin: "long enough\n", wantCode: 1, wantStderr: []string{"alice@example.org already exists"}},
+		{name: "account add, domain not served", args: []string{"account", "add", "dave@elsewhere.example", c}, stdin: "long enough\n", wantCode: 1, wantStderr: []string{"domain elsewhere.example is not served here; add it first with: coibox domain add elsewhere.example"}},
 		{name: "account add, two lines on stdin", args: []string{"account", "add", "erin@example.org", c}, stdin: "a\nb\n", wantCode: 1, wantStderr: []string{"expected exactly one line"}},
 		{name: "account add, not an address", args: []string{"account", "add", "erin", c}, wantCode: 2, wantStderr: []string{"not an address", "usage: coibox"}},
 		{name: "account add, missing address", args: []string{"account", "add", c}, wantCode: 2, wantStderr: []string{"account add: missing argument", "usage:"}},
 		{name: "account add, extra argument", args: []string{"account", "add", "a@example.org", "b@example.org", c}, wantCode: 2, wantStderr: []string{`unexpected argument "b@example.org"`}},
 		{name: "account list", args: []string{"account", "list", c}, wantStdout: []string{"ADDRESS", "alice@example.org", "bob@example.org", "carol@chat.example", "never"}},
-		{name: "account passwd", args: []string{"account", "passwd", "alice@example.org", c}, stdin: "pw two", wantStdout: []string{"changed the password of alice@example.org"}, notStdout: []string{"password:"}},
-		{name: "account passwd, unknown", args: []string{"account", "passwd", "nobody@example.org", c}, stdin: "pw", wantCode: 1, wantStderr: []string{"nobody@example.org does not exist"}},
+		{name: "account passwd", args: []string{"account", "passwd", "alice@example.org", c}, stdin: "pw two, long", wantStdout: []string{"changed the password of alice@example.org"}, notStdout: []string{"password:"}},
+		{name: "account passwd, unknown", args: []string{"account", "passwd", "nobody@example.org", c}, stdin: "long enough", wantCode: 1, wantStderr: []string{"nobody@example.org does not exist"}},
 		{name: "alias add", args: []string{"alias", "add", "team@example.org", "alice@example.org", c}, wantStdout: []string{"added alias team@example.org → alice@example.org"}},
 		{name: "alias add second destination", args: []string{"alias", "add", "team@example.org", "bob@example.org", c}},
 		{name: "alias add catch-all", args: []string{"alias", "add", "@example.org", "bob@example.org", c}, wantStdout: []string{"added catch-all", "example.org goes to bob@example.org"}},
@@ -159,9 +159,9 @@ func TestAdminCommands(t *testing.T) {
 		addr, password string
 		ok             bool
 	}{
-		{"carol@chat.example", "pw three", true},
-		{"carol@chat.example", "pw three\r", false},
-		{"carol@chat.example", "pw three\r\n", false},
+		{"carol@chat.example", "pw three, long", true},
+		{"carol@chat.example", "pw three, long\r", false},
+		{"carol@chat.example", "pw three, long\r\n", false},
 	} {
 		_, err := s.Authenticate(t.Context(), tc.addr, tc.password)
 		if (err == nil) != tc.ok {
@@ -314,7 +314,7 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	c := "--config=" + cfg
 	runSteps(t, "", []step{
 		{name: "domain add", args: []string{"domain", "add", "example.org", c}},
-		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw\n"},
+		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw, long enough\n"},
 		{name: "verify clean", args: []string{"verify", c}, wantStdout: []string{"store is consistent: 1 accounts, 0 messages"}},
 	})
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dataDir, store.DBFile)+"?_busy_timeout=5000")
@@ -329,7 +329,7 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	}
 	runSteps(t, "", []step{
 		{name: "verify corrupted", args: []string{"verify", c}, wantCode: 1,
-			wantStdout: []string{"has 2 problems:", "- mailbox counters: INBOX: count 7/0", "- account usage: alice@example.org: bytes 0/0, messages 0/7"},
+			wantStdout: []string{"has 2 problems:", "- mailbox counters: alice@example.org: INBOX: count 7/0", "- account usage: alice@example.org: bytes 0/0, messages 0/7"},
 			wantStderr: []string{"verify: 2 problems found"}},
 	})
 }
@@ -339,7 +339,7 @@ func TestBackup(t *testing.T) {
 	c := "--config=" + cfg
 	runSteps(t, "", []step{
 		{name: "domain add", args: []string{"domain", "add", "example.org", c}},
-		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw\n"},
+		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw, long enough\n"},
 	})
 	// A stand-in for the certificate folder, with a private key's mode; domain add
 	// made the DKIM keys, the domain's and the hostname's (for bounces): 3 files each.
@@ -374,7 +374,7 @@ func TestBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Authenticate(t.Context(), "alice@example.org", "pw"); err != nil {
+	if _, err := s.Authenticate(t.Context(), "alice@example.org", "pw, long enough"); err != nil {
 		t.Errorf("log in on the backup: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +56,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		cfg.LogFormat = *logFormat
 	}
 	log := newLogger(e.stderr, cfg)
+
+	// One server per data directory: a second would share the database but not the
+	// change notifications, so its IMAP clients would never hear of the first's mail.
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	// Bind every socket before anything else: the kernel queues connections from here
 	// on, so clients and service managers see the ports open within milliseconds, and
@@ -133,8 +140,13 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	if cfg.COI.Enabled {
 		coiExt = coiext.New(coiext.Options{Store: s, Root: cfg.COI.MailboxRoot, FilingDefault: cfg.COI.FilingDefault})
 	}
+	wp, err := startWebPush(cfg, s, resolver, log.With("pkg", "webpush"))
+	if err != nil {
+		return err
+	}
 	chat := coi.New(coi.Options{
 		COI:                 coiExt,
+		WebPush:             wp,
 		Push:                tokens,
 		Store:               s,
 		DataDir:             cfg.DataDir,
@@ -167,11 +179,11 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		Queued:  kickQueue,
 		// After the commit: wake the recipients' devices first, then keep chatmail
 		// mailboxes under 75 % of their size (chatmail §9, §10).
-		Stored: func(ctx context.Context, m *deliver.Message, accounts []int64) {
-			chat.Stored(ctx, m, accounts)
-			for _, id := range accounts {
-				if err := expiry.AfterDelivery(context.WithoutCancel(ctx), id); err != nil {
-					log.Warn("retention: trim after delivery", "account", id, "err", err)
+		Stored: func(ctx context.Context, m *deliver.Message, copies []store.Delivered) {
+			chat.Stored(ctx, m, copies)
+			for _, d := range copies {
+				if err := expiry.AfterDelivery(context.WithoutCancel(ctx), d.AccountID); err != nil {
+					log.Warn("retention: trim after delivery", "account", d.AccountID, "err", err)
 				}
 			}
 		},
@@ -213,12 +225,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 
 	// One count of connections for every SMTP listener: limits.smtp_connections is
 	// the host's limit.
-	smtpSlots := smtpd.NewSlots(cfg.Limits.SMTPConnections, cfg.Limits.SMTPConnectionsPerIP)
+	smtpSlots := smtpd.NewSlots(cfg.Limits.SMTPConnections, cfg.Limits.SMTPConnectionsPerIP).
+		WithPrefixes(cfg.Limits.IPv4Prefix, cfg.Limits.IPv6Prefix)
+	handshake := time.Duration(cfg.Limits.TLSHandshakeTimeout)
 	// Port 443 carries IMAP and submission beside HTTPS, told apart by ALPN
 	// (chatmail spec §2.4); each goes to the same server as its own port.
 	var mux *alpnmux.Mux
 	if ln := lns.get("https"); ln != nil && cfg.Chat.ALPN443 {
-		mux = alpnmux.New(ln, alpnmux.DefaultHelloTimeout, log.With("pkg", "alpnmux"))
+		mux = alpnmux.New(ln, handshake, log.With("pkg", "alpnmux"))
 	}
 	serveMore := func(name string, serve func(context.Context, net.Listener) error, l net.Listener) {
 		wg.Go(func() {
@@ -236,20 +250,21 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			continue
 		}
 		srv := smtpd.New(smtpd.Options{
-			Kind:            l.kind,
-			Hostname:        cfg.Hostname,
-			TLSConfig:       tlsm.TLSConfig(),
-			Pipeline:        pipeline,
-			Store:           s,
-			Authenticate:    chat.Authenticate,
-			AuthLimiter:     limiter,
-			MaxMessageBytes: int64(cfg.Limits.MessageSize),
-			MaxRecipients:   cfg.Limits.Recipients,
-			Slots:           smtpSlots,
-			ReadTimeout:     time.Duration(cfg.Limits.SMTPCommandTimeout),
-			DataTimeout:     time.Duration(cfg.Limits.SMTPDataTimeout),
-			Logger:          log.With("pkg", "smtpd"),
-			Metrics:         m,
+			Kind:                l.kind,
+			Hostname:            cfg.Hostname,
+			TLSConfig:           tlsm.TLSConfig(),
+			Pipeline:            pipeline,
+			Store:               s,
+			Authenticate:        chat.Authenticate,
+			AuthLimiter:         limiter,
+			MaxMessageBytes:     int64(cfg.Limits.MessageSize),
+			MaxRecipients:       cfg.Limits.Recipients,
+			Slots:               smtpSlots,
+			ReadTimeout:         time.Duration(cfg.Limits.SMTPCommandTimeout),
+			DataTimeout:         time.Duration(cfg.Limits.SMTPDataTimeout),
+			TLSHandshakeTimeout: handshake,
+			Logger:              log.With("pkg", "smtpd"),
+			Metrics:             m,
 		})
 		if mux != nil && l.kind == smtpd.Submissions {
 			serveMore(l.name, srv.Serve, mux.Route("smtp"))
@@ -263,7 +278,10 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		shutdowns = append(shutdowns, srv.Shutdown)
 	}
 
-	// IMAP: imapd.New exists, so both IMAP listeners are wired here.
+	// IMAP: imapd.New exists, so both IMAP listeners are wired here, sharing one count
+	// of connections (limits.imap_connections is the host's limit).
+	imapConns := imapd.NewConns(cfg.Limits.IMAPConnections, cfg.Limits.IMAPConnectionsPerIP,
+		cfg.Limits.IPv4Prefix, cfg.Limits.IPv6Prefix)
 	for _, l := range []struct {
 		name     string
 		implicit bool
@@ -278,12 +296,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			TLSConfig:   tlsm.TLSConfig(),
 			ImplicitTLS: l.implicit,
 			Limits: imapd.Limits{
-				MaxLine:            cfg.Limits.IMAPLineLength,
-				MaxMessageSize:     int64(cfg.Limits.IMAPLiteralSize),
-				MaxConnsPerIP:      cfg.Limits.IMAPConnectionsPerIP,
-				MaxConnsPerAccount: cfg.Limits.IMAPConnectionsPerAccount,
-				IdleTimeout:        time.Duration(cfg.Limits.IMAPIdleTimeout),
+				MaxLine:             cfg.Limits.IMAPLineLength,
+				MaxMessageSize:      int64(cfg.Limits.IMAPLiteralSize),
+				MaxConnsPerIP:       cfg.Limits.IMAPConnectionsPerIP,
+				MaxConnsPerAccount:  cfg.Limits.IMAPConnectionsPerAccount,
+				IdleTimeout:         time.Duration(cfg.Limits.IMAPIdleTimeout),
+				TLSHandshakeTimeout: handshake,
 			},
+			Conns:             imapConns,
 			AuthLimiter:       limiter,
 			Authenticate:      chat.Authenticate,
 			ExtraCapabilities: chat.Capabilities,
@@ -363,11 +383,12 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 					}
 				})
 			}
-			ln = tls.NewListener(ln, tlsm.TLSConfig())
+			ln = newHandshakeListener(ln, tlsm.TLSConfig(), handshake, log.With("pkg", "webadmin"))
 		}
 		srv := &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 10 * time.Second,
+			Handler: h,
+			// Never shorter than the handshake's own deadline, which it would cut.
+			ReadHeaderTimeout: max(10*time.Second, handshake),
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
 		wg.Go(func() {
@@ -382,6 +403,13 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	// in the store for the next start.
 	pushDone := make(chan struct{})
 	queueCtx, queueStop := context.WithCancel(context.Background())
+	webpushDone := make(chan struct{})
+	go func() {
+		defer close(webpushDone)
+		if wp != nil {
+			_ = wp.Run(queueCtx) // logs its own failures; returns when the context ends
+		}
+	}()
 	retentionDone := make(chan struct{})
 	go func() {
 		defer close(retentionDone)
@@ -435,6 +463,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	<-queueDone
 	<-pushDone
 	<-retentionDone
+	<-webpushDone
 	return runErr
 }
 

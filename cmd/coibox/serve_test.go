@@ -151,7 +151,7 @@ func TestServe(t *testing.T) {
 	// The admin commands share the database with the running server.
 	runSteps(t, "", []step{
 		{name: "domain add while serving", args: []string{"domain", "add", "example.org", c}},
-		{name: "account add while serving", args: []string{"account", "add", "alice@example.org", c}, stdin: "alice pw\n"},
+		{name: "account add while serving", args: []string{"account", "add", "alice@example.org", c}, stdin: "alice password\n"},
 		{name: "account list while serving", args: []string{"account", "list", c}, wantStdout: []string{"alice@example.org"}},
 	})
 
@@ -187,13 +187,13 @@ func TestServe(t *testing.T) {
 		expect(t, "STARTTLS", 220)(sc.StartTLS(tlsc))
 		expect(t, "EHLO", 250)(sc.Hello("client.test"))
 		expect(t, "AUTH wrong password", 535)(sc.AuthPlain("alice@example.org", "wrong"))
-		expect(t, "AUTH", 235)(sc.AuthPlain("alice@example.org", "alice pw"))
+		expect(t, "AUTH", 235)(sc.AuthPlain("alice@example.org", "alice password"))
 		expect(t, "send", 250)(sc.Send("alice@example.org", []string{"alice@example.org"}, testMessage("alice@example.org", "to myself")))
 		_ = sc.Quit()
 	})
 	t.Run("submissions AUTH", func(t *testing.T) {
 		sc := dialSMTP(t, l.Submissions, tlsc)
-		expect(t, "AUTH", 235)(sc.AuthPlain("alice@example.org", "alice pw"))
+		expect(t, "AUTH", 235)(sc.AuthPlain("alice@example.org", "alice password"))
 		_ = sc.Quit()
 	})
 	t.Run("MX delivery", func(t *testing.T) {
@@ -209,7 +209,7 @@ func TestServe(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if err := c.Login("alice@example.org", "alice pw").Wait(); err != nil {
+		if err := c.Login("alice@example.org", "alice password").Wait(); err != nil {
 			t.Fatalf("LOGIN: %v", err)
 		}
 		sel, err := c.Select("INBOX", nil).Wait()
@@ -222,11 +222,11 @@ func TestServe(t *testing.T) {
 		_ = c.Logout().Wait()
 	})
 	t.Run("passwd while serving", func(t *testing.T) {
-		step{args: []string{"account", "passwd", "alice@example.org", c}, stdin: "new pw\n"}.
-			check(t, coibox(t, "", "new pw\n", "account", "passwd", "alice@example.org", c))
+		step{args: []string{"account", "passwd", "alice@example.org", c}, stdin: "new password\n"}.
+			check(t, coibox(t, "", "new password\n", "account", "passwd", "alice@example.org", c))
 		sc := dialSMTP(t, l.Submissions, tlsc)
-		expect(t, "AUTH old password", 535)(sc.AuthPlain("alice@example.org", "alice pw"))
-		expect(t, "AUTH new password", 235)(sc.AuthPlain("alice@example.org", "new pw"))
+		expect(t, "AUTH old password", 535)(sc.AuthPlain("alice@example.org", "alice password"))
+		expect(t, "AUTH new password", 235)(sc.AuthPlain("alice@example.org", "new password"))
 		_ = sc.Quit()
 	})
 
@@ -340,7 +340,8 @@ func TestServeJSONLog(t *testing.T) {
 func TestServePortInUse(t *testing.T) {
 	cfg, _, l := testutil.ServerConfig(t, "")
 	first := startServer(t, cfg)
-	r := coibox(t, "", "", "serve", "--config", cfg)
+	// Another data directory: the same one would be refused before the ports.
+	r := coibox(t, "", "", "serve", "--config", withDataDir(t, cfg, t.TempDir()))
 	step{wantCode: 1, wantStderr: []string{"listen.smtp", l.SMTP, "address already in use"}}.check(t, r)
 	first.stop(t, syscall.SIGTERM)
 }
@@ -352,7 +353,7 @@ func TestGracefulShutdown(t *testing.T) {
 	c := "--config=" + cfg
 	runSteps(t, "", []step{
 		{name: "domain add", args: []string{"domain", "add", "example.org", c}},
-		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw\n"},
+		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "pw, long enough\n"},
 	})
 	srv := startServer(t, cfg)
 	sc := dialSMTP(t, l.SMTP, nil)

@@ -1,0 +1,80 @@
+package smtpd
+
+import (
+	"bytes"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+)
+
+// RFC 5321 §4.5.3.1: a local part has at most 64 octets, and a path (the address in
+// angle brackets) at most 256, so an address at most 254.
+const (
+	maxLocalPart = 64
+	maxAddress   = 256 - 2
+)
+
+// pathProblem says what is wrong with an address go-smtp parsed from MAIL FROM or
+// RCPT TO ("" if nothing): go-smtp only splits the path, and passes NUL bytes, other
+// control characters and invalid UTF-8 through, which no later stage (the store,
+// Received fields, the queue talking to the next server) should have to meet.
+func pathProblem(addr string) string {
+	for i := 0; i < len(addr); i++ {
+		switch b := addr[i]; {
+		case b == 0:
+			return "contains a NUL byte"
+		case b < 0x20 || b == 0x7f:
+			return "contains a control character"
+		}
+	}
+	if !utf8.ValidString(addr) {
+		return "is not valid UTF-8"
+	}
+	if len(addr) > maxAddress {
+		return "is longer than 254 octets (RFC 5321 section 4.5.3.1)"
+	}
+	if i := strings.LastIndexByte(addr, '@'); i > maxLocalPart {
+		return "has a local part longer than 64 octets (RFC 5321 section 4.5.3.1)"
+	}
+	return ""
+}
+
+// senderSyntax and recipientSyntax are the replies to a MAIL FROM or RCPT TO whose
+// address pathProblem refuses (RFC 3463: X.1.7 bad sender, X.1.3 bad destination
+// mailbox address syntax).
+func senderSyntax(problem string) error {
+	return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax: the address " + problem}
+}
+
+func recipientSyntax(problem string) error {
+	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax: the address " + problem}
+}
+
+// errBareCR refuses a message with a CR that does not start a CRLF.
+//
+// Such a message is refused, not normalised as a bare LF is (the pipeline stores that
+// as CRLF, because old scripts still send LF line ends and their mail is wanted). No
+// sender has that excuse for a lone CR: RFC 5321 §2.3.8 and RFC 5322 §2.3 allow CR only
+// in CRLF, and its one use in the wild is SMTP smuggling, where a server that takes a
+// lone CR for a line end reads "CR . CR" as the end of the data. Neither this server's
+// DATA reader nor its queue does so, but the stored copy would keep the CRs, so IMAP
+// clients and anything else reading it would each split its lines their own way;
+// turning them into CRLF instead would rewrite, silently, a message that is almost
+// certainly a probe, and break any DKIM signature it has. A 550 tells the sender.
+var errBareCR = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+	Message: "Message refused: it contains a bare CR (carriage return without line feed), which RFC 5322 forbids"}
+
+// hasBareCR reports whether body has a CR not followed by LF.
+func hasBareCR(body []byte) bool {
+	for {
+		i := bytes.IndexByte(body, '\r')
+		if i < 0 {
+			return false
+		}
+		if i+1 == len(body) || body[i+1] != '\n' {
+			return true
+		}
+		body = body[i+2:]
+	}
+}
