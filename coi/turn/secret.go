@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coibox/coibox/internal/secretfile"
 )
 
 const (
@@ -62,7 +63,7 @@ func LoadSecret(path string) (*Secret, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generate turn secret: %w", err)
 	}
-	if err := createFile(path, key); err != nil {
+	if err := secretfile.Create(path, key); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
@@ -95,41 +96,6 @@ func readSecret(path string) ([]byte, error) {
 		}
 	}
 	return key, nil
-}
-
-// createFile writes data to a temporary file and hard-links it into place, so the
-// name appears only with its full content and an existing file is never replaced.
-func createFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create turn secret: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write turn secret: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync turn secret: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close turn secret: %w", err)
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return fmt.Errorf("link turn secret: %w", err)
-	}
-	// The link is only durable once the directory is.
-	if d, err := os.Open(dir); err == nil {
-		syncErr := d.Sync()
-		d.Close()
-		if syncErr != nil {
-			return fmt.Errorf("sync data directory: %w", syncErr)
-		}
-	}
-	return nil
 }
 
 // String keeps the key out of logs and error messages.

@@ -12,9 +12,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/coibox/coibox/internal/secretfile"
 )
 
 // KeyFileName is the VAPID key's file in the data directory. The backup command must
@@ -52,7 +53,7 @@ func LoadKey(path string) (*Key, error) {
 		return nil, fmt.Errorf("encode vapid key: %w", err)
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := createFile(path, data); err != nil {
+	if err := secretfile.Create(path, data); err != nil {
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
@@ -169,45 +170,4 @@ func (k *Key) authorization(aud, sub string, exp time.Time) (string, error) {
 	buf = append(buf, ", k="...)
 	buf = append(buf, k.k...)
 	return string(buf), nil
-}
-
-// createFile writes data to a temporary file and hard-links it into place, so that the
-// name appears only with its full content and an existing file is never replaced.
-func createFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create vapid key: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	// CreateTemp already makes it 0600; say so in case that ever changes.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("restrict vapid key: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write vapid key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync vapid key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close vapid key: %w", err)
-	}
-	if err := os.Link(tmp, path); err != nil {
-		return fmt.Errorf("link vapid key: %w", err)
-	}
-	// The new name is durable only once its directory is.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open data directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync data directory: %w", err)
-	}
-	return nil
 }
