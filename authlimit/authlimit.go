@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/coibox/coibox/internal/netblock"
 )
 
 // MaxEntries bounds the memory a Limiter uses: about a hundred bytes per tracked address.
@@ -55,15 +57,7 @@ func (l *Limiter) WithDelay(step, ceiling time.Duration) *Limiter {
 	return l
 }
 
-func key(ip netip.Addr) netip.Addr {
-	ip = ip.Unmap()
-	if ip.Is6() {
-		if p, err := ip.Prefix(64); err == nil {
-			return p.Addr()
-		}
-	}
-	return ip
-}
+func key(ip netip.Addr) netip.Addr { return netblock.Client(ip, 32, 64) }
 
 // Allow reports whether ip may try to log in (or connect at all) now.
 func (l *Limiter) Allow(ip netip.Addr) bool {

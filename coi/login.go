@@ -14,6 +14,7 @@ import (
 
 	"github.com/coibox/coibox/coi/onboard"
 	"github.com/coibox/coibox/coi/profile"
+	"github.com/coibox/coibox/internal/netblock"
 	"github.com/coibox/coibox/store"
 )
 
@@ -153,7 +154,7 @@ type netLimiter struct {
 	mu     sync.Mutex
 	max    int
 	window time.Duration
-	counts map[netip.Prefix]*netCount
+	counts map[netip.Addr]*netCount
 }
 
 type netCount struct {
@@ -162,19 +163,11 @@ type netCount struct {
 }
 
 func newNetLimiter(max int, window time.Duration) *netLimiter {
-	return &netLimiter{max: max, window: window, counts: map[netip.Prefix]*netCount{}}
+	return &netLimiter{max: max, window: window, counts: map[netip.Addr]*netCount{}}
 }
 
 // network is the block one client is counted in: /24 for IPv4, /64 for IPv6.
-func network(ip netip.Addr) netip.Prefix {
-	ip = ip.Unmap()
-	bits := 64
-	if ip.Is4() {
-		bits = 24
-	}
-	p, _ := ip.Prefix(bits)
-	return p
-}
+func network(ip netip.Addr) netip.Addr { return netblock.Client(ip, 24, 64) }
 
 // allow counts one event for ip's network and reports whether it is within the limit.
 func (l *netLimiter) allow(ip netip.Addr, now time.Time) bool {

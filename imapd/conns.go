@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+
+	"github.com/coibox/coibox/internal/netblock"
 )
 
 // Conns counts IMAP connections, in all and per client, for one Server or for several
@@ -51,26 +53,12 @@ const (
 	byeTooManyIP = "[UNAVAILABLE] Too many connections from your address (limit %d)"
 )
 
-// clientKey is the address per-client counts are kept under: ip, or the first
-// address of its IPv4 or IPv6 prefix.
-func clientKey(ip netip.Addr, v4, v6 int) netip.Addr {
-	ip = ip.Unmap()
-	bits := v6
-	if ip.Is4() {
-		bits = v4
-	}
-	if p, err := ip.Prefix(bits); err == nil {
-		return p.Addr()
-	}
-	return ip
-}
-
 // acquire counts sess in, or returns the text of the BYE refusing it. It may evict
 // the oldest session not logged in yet, which says BYE at its next step.
 func (c *Conns) acquire(sess *session) (refusal string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	sess.key = clientKey(sess.ip, c.v4, c.v6)
+	sess.key = netblock.Client(sess.ip, c.v4, c.v6)
 	if c.perIP[sess.key] >= c.maxPerIP {
 		return fmt.Sprintf(byeTooManyIP, c.maxPerIP)
 	}

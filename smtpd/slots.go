@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"net/netip"
 	"sync"
+
+	"github.com/coibox/coibox/internal/netblock"
 )
 
 // Slots counts open connections, in all and per client address. Listeners that share
@@ -51,26 +53,12 @@ func (s *Slots) WithPrefixes(v4, v6 int) *Slots {
 	return s
 }
 
-// clientKey is the address a per-client count is kept under: ip itself, or the first
-// address of its prefix.
-func clientKey(ip netip.Addr, v4, v6 int) netip.Addr {
-	ip = ip.Unmap()
-	bits := v6
-	if ip.Is4() {
-		bits = v4
-	}
-	if p, err := ip.Prefix(bits); err == nil {
-		return p.Addr()
-	}
-	return ip
-}
-
 // acquire takes a slot for ip, or says which limit refuses it ("limit", "per_ip").
 // When every slot is taken, it takes back the slot of the oldest unsettled connection
 // and calls that connection's evict (outside the lock); evict is this connection's
 // own, kept for the same purpose.
 func (s *Slots) acquire(ip netip.Addr, evict func()) (sl *slot, refused string) {
-	key := clientKey(ip, s.v4, s.v6)
+	key := netblock.Client(ip, s.v4, s.v6)
 	s.mu.Lock()
 	if s.perIP[key] >= s.maxPerIP {
 		s.mu.Unlock()

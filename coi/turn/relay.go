@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coibox/coibox/internal/netblock"
 	"github.com/pion/turn/v4"
 )
 
@@ -226,13 +227,7 @@ func newUsers(maxAllocs int, rate int64) *users {
 }
 
 func keyOf(username string, addr net.Addr) userKey {
-	ip := addrIP(addr)
-	if ip.Is6() {
-		if p, err := ip.Prefix(64); err == nil {
-			ip = p.Addr()
-		}
-	}
-	return userKey{username: username, ip: ip}
+	return userKey{username: username, ip: netblock.Client(addrIP(addr), 32, 64)}
 }
 
 func addrIP(addr net.Addr) netip.Addr {

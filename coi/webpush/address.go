@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/coibox/coibox/internal/netblock"
 )
 
 // errNotPublic: the endpoint's address is one a client must not make the server reach
@@ -17,36 +19,8 @@ import (
 // rebinding.
 var errNotPublic = errors.New("endpoint address is not public")
 
-// nonPublic are ranges beyond netip's predicates that no push service lives in but
-// that reach the server itself or its networks: "this network", shared address space
-// (carrier NAT, some clouds' metadata services), benchmarking, reserved and broadcast,
-// and NAT64 (which embeds an IPv4 address of any kind).
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("64:ff9b:1::/48"),
-}
-
-// publicAddr reports whether a is an address a push service may have: not loopback,
-// private, link-local, multicast or unspecified (§8.3), nor in nonPublic.
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() || a.IsPrivate() ||
-		a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() ||
-		a.IsMulticast() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
-}
+// publicAddr reports whether a is an address a push service may have (§8.3).
+func publicAddr(a netip.Addr) bool { return netblock.Public(a) }
 
 // allowList holds webpush.allow_endpoints: host or host:port entries exempt from the
 // public-address rule (tests use loopback).
