@@ -18,10 +18,11 @@ const MaxEntries = 100_000
 // it. Each failure also earns a growing delay, which the caller sleeps before answering,
 // so that guessing is slow even below the lockout threshold.
 //
-// IPv6 clients are counted per /64: a single host usually owns a whole /64, so counting
-// single addresses would let it rotate through them.
+// IPv6 clients are counted per /64 (WithPrefixes changes it): a single host usually
+// owns a whole /64, so counting single addresses would let it rotate through them.
 type Limiter struct {
 	max    int
+	v4, v6 int // prefix lengths under which addresses count as one client
 	window time.Duration
 	step   time.Duration
 	cap    time.Duration
@@ -42,6 +43,8 @@ type entry struct {
 func New(max int, window time.Duration) *Limiter {
 	return &Limiter{
 		max:     max,
+		v4:      32,
+		v6:      64,
 		window:  window,
 		step:    time.Second,
 		cap:     5 * time.Second,
@@ -57,7 +60,19 @@ func (l *Limiter) WithDelay(step, ceiling time.Duration) *Limiter {
 	return l
 }
 
-func key(ip netip.Addr) netip.Addr { return netblock.Client(ip, 32, 64) }
+// WithPrefixes counts the addresses of one IPv4 /v4 or IPv6 /v6 as one client
+// (limits.ipv4_prefix, limits.ipv6_prefix), and returns l. Call it before l is shared.
+func (l *Limiter) WithPrefixes(v4, v6 int) *Limiter {
+	if v4 > 0 && v4 <= 32 {
+		l.v4 = v4
+	}
+	if v6 > 0 && v6 <= 128 {
+		l.v6 = v6
+	}
+	return l
+}
+
+func (l *Limiter) key(ip netip.Addr) netip.Addr { return netblock.Client(ip, l.v4, l.v6) }
 
 // Allow reports whether ip may try to log in (or connect at all) now.
 func (l *Limiter) Allow(ip netip.Addr) bool {
@@ -66,7 +81,7 @@ func (l *Limiter) Allow(ip netip.Addr) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.entries[key(ip)]
+	e := l.entries[l.key(ip)]
 	return e == nil || !l.now().Before(e.until)
 }
 
@@ -77,7 +92,7 @@ func (l *Limiter) Fail(ip netip.Addr) time.Duration {
 		return 0
 	}
 	now := l.now()
-	k := key(ip)
+	k := l.key(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entries[k]
@@ -109,7 +124,7 @@ func (l *Limiter) Succeed(ip netip.Addr) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := key(ip)
+	k := l.key(ip)
 	if e := l.entries[k]; e != nil && !l.now().Before(e.until) {
 		delete(l.entries, k)
 	}

@@ -141,3 +141,22 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal("800 concurrent failures did not reach a limit of 800")
 	}
 }
+
+// TestPrefixes: with WithPrefixes, the addresses of one block share one count.
+func TestPrefixes(t *testing.T) {
+	l := New(2, time.Hour).WithDelay(0, 0).WithPrefixes(24, 48)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.200")
+	l.Fail(a)
+	l.Fail(b)
+	if l.Allow(netip.MustParseAddr("192.0.2.77")) {
+		t.Error("a third address of the /24 allowed after two failures in it")
+	}
+	if !l.Allow(netip.MustParseAddr("192.0.3.1")) {
+		t.Error("the next /24 locked out too")
+	}
+	l.Fail(netip.MustParseAddr("2001:db8:1:2::1"))
+	l.Fail(netip.MustParseAddr("2001:db8:1:3::1"))
+	if l.Allow(netip.MustParseAddr("2001:db8:1:4::1")) {
+		t.Error("the /48 not counted as one client")
+	}
+}

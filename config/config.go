@@ -157,8 +157,8 @@ type Limits struct {
 	SMTPConnectionsPerIP int `toml:"smtp_connections_per_ip"`
 
 	// IPv4Prefix (limits.ipv4_prefix) is how many leading bits of an IPv4 client
-	// address count for the per-IP connection limits: 32 counts each address, 24
-	// counts a whole /24 as one client. Default: 32.
+	// address count for the per-IP connection limits and failed-login counts: 32
+	// counts each address, 24 a whole /24 as one client. Default: 32.
 	IPv4Prefix int `toml:"ipv4_prefix"`
 
 	// IPv6Prefix (limits.ipv6_prefix) is the same for IPv6: a host usually owns a whole

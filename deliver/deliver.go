@@ -361,6 +361,10 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 		return nil, p.refuse(&m.Envelope, ErrTooBig)
 	}
 	p.m.MessageReceived(lst)
+	// Every way in (port 25, submission, /mxdeliv) meets the same rule.
+	if hasBareCR(m.Body) {
+		return nil, p.refuse(&m.Envelope, ErrBareCR)
+	}
 	m.Body = normalizeNewlines(m.Body)
 	h := scanHeader(m.Body)
 	if h.received >= p.opts.MaxHops {

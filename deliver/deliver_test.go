@@ -537,3 +537,28 @@ func FuzzReceivedField(f *testing.F) {
 		}
 	})
 }
+
+// TestBareCR: a CR that starts no CRLF is refused on every way in, with the reply
+// smtpd and /mxdeliv pass on; a bare LF is stored as CRLF.
+func TestBareCR(t *testing.T) {
+	f := newFixture(t, Options{})
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{"Subject: a\r\n\r\nline one\rline two\r\n", false},
+		{"Subject: a\r\n\r\nends in CR\r", false},
+		{"Subject: a\r\n\r\nbare LF\nis fine\r\n", true},
+	} {
+		env := f.mx()
+		f.add(t, env, "alice@example.org")
+		_, err := f.p.Deliver(f.ctx, &Message{Envelope: *env, Body: []byte(tc.body)})
+		r, isReply := AsReply(err)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%q refused: %v", tc.body, err)
+		case !tc.ok && (!isReply || r.Error() != "550 5.6.0 Message refused: it contains a bare CR (carriage return without line feed), which RFC 5322 forbids"):
+			t.Errorf("%q: %v, want the bare-CR refusal", tc.body, err)
+		}
+	}
+}

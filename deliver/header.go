@@ -228,3 +228,17 @@ func sanitizeToken(s, empty string) string {
 		return r
 	}, s)
 }
+
+// hasBareCR reports whether body has a CR not followed by LF.
+func hasBareCR(body []byte) bool {
+	for {
+		i := bytes.IndexByte(body, '\r')
+		if i < 0 {
+			return false
+		}
+		if i+1 == len(body) || body[i+1] != '\n' {
+			return true
+		}
+		body = body[i+2:]
+	}
+}

@@ -90,3 +90,17 @@ func errTooManyHops(n int) *Reply {
 }
 
 var errNoRecipients = &Reply{Code: 554, Enhanced: [3]int{5, 5, 1}, Message: "No valid recipients", Reason: metrics.ReasonPolicy}
+
+// ErrBareCR refuses a message with a CR that does not start a CRLF.
+//
+// Such a message is refused, not normalised as a bare LF is (the pipeline stores that
+// as CRLF, because old scripts still send LF line ends and their mail is wanted). No
+// sender has that excuse for a lone CR: RFC 5321 §2.3.8 and RFC 5322 §2.3 allow CR only
+// in CRLF, and its one use in the wild is SMTP smuggling, where a server that takes a
+// lone CR for a line end reads "CR . CR" as the end of the data. Neither this server's
+// DATA reader nor its queue does so, but the stored copy would keep the CRs, so IMAP
+// clients and anything else reading it would each split its lines their own way;
+// turning them into CRLF instead would rewrite, silently, a message that is almost
+// certainly a probe, and break any DKIM signature it has. A 550 tells the sender.
+var ErrBareCR = &Reply{Code: 550, Enhanced: [3]int{5, 6, 0}, Reason: metrics.ReasonSyntax,
+	Message: "Message refused: it contains a bare CR (carriage return without line feed), which RFC 5322 forbids"}

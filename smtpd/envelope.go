@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"strings"
 	"unicode/utf8"
 
@@ -49,32 +48,4 @@ func senderSyntax(problem string) error {
 
 func recipientSyntax(problem string) error {
 	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax: the address " + problem}
-}
-
-// errBareCR refuses a message with a CR that does not start a CRLF.
-//
-// Such a message is refused, not normalised as a bare LF is (the pipeline stores that
-// as CRLF, because old scripts still send LF line ends and their mail is wanted). No
-// sender has that excuse for a lone CR: RFC 5321 §2.3.8 and RFC 5322 §2.3 allow CR only
-// in CRLF, and its one use in the wild is SMTP smuggling, where a server that takes a
-// lone CR for a line end reads "CR . CR" as the end of the data. Neither this server's
-// DATA reader nor its queue does so, but the stored copy would keep the CRs, so IMAP
-// clients and anything else reading it would each split its lines their own way;
-// turning them into CRLF instead would rewrite, silently, a message that is almost
-// certainly a probe, and break any DKIM signature it has. A 550 tells the sender.
-var errBareCR = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
-	Message: "Message refused: it contains a bare CR (carriage return without line feed), which RFC 5322 forbids"}
-
-// hasBareCR reports whether body has a CR not followed by LF.
-func hasBareCR(body []byte) bool {
-	for {
-		i := bytes.IndexByte(body, '\r')
-		if i < 0 {
-			return false
-		}
-		if i+1 == len(body) || body[i+1] != '\n' {
-			return true
-		}
-		body = body[i+2:]
-	}
 }

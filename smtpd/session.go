@@ -240,10 +240,6 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Info("message transfer failed", "id", env.ID, "err", err)
 		return err
 	}
-	if hasBareCR(body) {
-		s.log.Info("message refused", "id", env.ID, "from", env.Sender, "reply", errBareCR.Error())
-		return errBareCR
-	}
 	msg := &deliver.Message{Envelope: *env, Body: body}
 	res, err := s.srv.opts.Pipeline.Deliver(s.srv.ctx, msg)
 	if err != nil {

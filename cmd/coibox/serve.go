@@ -213,7 +213,8 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	queueRef.Store(q)
 	// One limiter for every password check, so a guesser cannot spread attempts over
 	// SMTP and IMAP to get twice the allowance.
-	limiter := authlimit.New(cfg.Limits.AuthFailuresPerIP, time.Duration(cfg.Limits.AuthFailureWindow))
+	limiter := authlimit.New(cfg.Limits.AuthFailuresPerIP, time.Duration(cfg.Limits.AuthFailureWindow)).
+		WithPrefixes(cfg.Limits.IPv4Prefix, cfg.Limits.IPv6Prefix)
 
 	// hardCtx ends every connection at once; it is cancelled only after the graceful
 	// shutdown had its chance.
