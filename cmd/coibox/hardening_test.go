@@ -177,3 +177,63 @@ func TestSilentSocketsDoNotStarve(t *testing.T) {
 	}
 	srv.stop(t, syscall.SIGTERM)
 }
+
+// TestSlowloris: 500 sockets that never speak, spread over 50 loopback addresses and
+// every port, do not keep a normal client from sending and reading mail; silent TLS
+// sockets are closed at the handshake deadline (issue 13, "Slowloris and floods").
+func TestSlowloris(t *testing.T) {
+	cfg, _, l := testutil.ServerConfig(t, "[limits]\ntls_handshake_timeout = \"2s\"\n")
+	c := "--config=" + cfg
+	runSteps(t, "", []step{
+		{name: "domain add", args: []string{"domain", "add", "example.org", c}},
+		{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "alice password\n"},
+	})
+	srv := startServer(t, cfg)
+	ports := []string{l.SMTP, l.Submission, l.Submissions, l.IMAP, l.IMAPS, l.HTTP}
+	var tlsSilent []net.Conn
+	for i := range 500 {
+		addr := ports[i%len(ports)]
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.2.%d", 1+i%50))}}
+		nc, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("silent socket %d: %v", i, err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		if addr == l.Submissions || addr == l.IMAPS {
+			tlsSilent = append(tlsSilent, nc)
+		}
+	}
+	start := time.Now()
+	sub := dialSMTP(t, l.Submission, nil)
+	expect(t, "STARTTLS", 220)(sub.StartTLS(&tls.Config{InsecureSkipVerify: true}))
+	expect(t, "EHLO", 250)(sub.Hello("client.example.org"))
+	expect(t, "AUTH", 235)(sub.AuthPlain("alice@example.org", "alice password"))
+	expect(t, "send", 250)(sub.Send("alice@example.org", []string{"alice@example.org"}, testMessage("alice@example.org", "through the flood")))
+	_ = sub.Quit()
+	ic, err := imapclient.DialTLS(l.IMAPS, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ic.Close()
+	if err := ic.Login("alice@example.org", "alice password").Wait(); err != nil {
+		t.Fatalf("IMAP LOGIN beside 500 silent sockets: %v", err)
+	}
+	sel, err := ic.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages != 1 {
+		t.Fatalf("INBOX beside 500 silent sockets: %+v %v", sel, err)
+	}
+	took := time.Since(start)
+	t.Logf("sent and read one message beside 500 silent sockets in %v", took)
+	if took > 5*time.Second {
+		t.Errorf("a normal client took %v beside the silent sockets", took)
+	}
+	// The silent TLS sockets are closed at the 2 s handshake deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, nc := range tlsSilent {
+		_ = nc.SetReadDeadline(deadline)
+		if _, err := nc.Read(make([]byte, 1)); err == nil || time.Now().After(deadline) {
+			t.Fatalf("a silent TLS socket stayed open past the handshake deadline (%v)", err)
+		}
+	}
+	srv.stop(t, syscall.SIGTERM)
+}
