@@ -46,6 +46,9 @@ const HOST = env.COIBOX_HOST || "127.0.0.1";
 const DOMAIN = env.COIBOX_DOMAIN || "coibox.test";
 const CHATMAIL = env.COIBOX_CHATMAIL === "1";
 const FILE_SIZE = 1 << 20; // the attachment of scenario 5: 1 MiB
+// STATE carries the contact ids coi.test.mjs needs, when it runs after this file on
+// the same profiles.
+const STATE = path.join(WORK, "deltachat-state.json");
 
 const LISTENERS = {
   imap: () => ({ imapPort: port("COIBOX_IMAP_PORT"), imapSecurity: "starttls" }),
@@ -121,6 +124,8 @@ describe(`coibox with Delta Chat core`, () => {
     ctx.bobOnCarol = await importCard(carol, bob);
     ctx.carolOnAlice = await importCard(alice, carol);
     ctx.carolOnBob = await importCard(bob, carol);
+    // coi.test.mjs opens alice's profile again and writes to carol.
+    fs.writeFileSync(STATE, JSON.stringify({ carolOnAlice: ctx.carolOnAlice }));
   }, { prerequisite: true });
 
   scenario("3. alice -> bob text, bob -> alice encrypted reply", async () => {

@@ -1,6 +1,7 @@
 // Package deltachat tests coibox with the real Delta Chat core as its client: the Go test
-// starts coibox servers and runs a scenario file (deltachat.test.mjs on one host,
-// federation.test.mjs across two), which drives deltachat-rpc-server.
+// starts coibox servers and runs a scenario file (deltachat.test.mjs and then
+// coi.test.mjs on one host, federation.test.mjs across two), which drives
+// deltachat-rpc-server.
 package deltachat
 
 import (
@@ -44,7 +45,9 @@ func TestMain(m *testing.M) {
 	os.Exit(testutil.MainWithBinary(m, "github.com/coibox/coibox/cmd/coibox", &coiboxBin))
 }
 
-// TestDeltaChat runs the scenarios with accounts an admin made on an ordinary domain.
+// TestDeltaChat runs the scenarios with accounts an admin made on an ordinary domain,
+// then turns COI filing on for carol and runs coi.test.mjs on the same profiles
+// (coiFiling).
 func TestDeltaChat(t *testing.T) { runDeltaChat(t, false) }
 
 // TestDeltaChatChatmail runs them on a chatmail domain: each core logs in with an
@@ -130,6 +133,9 @@ turn_listen = ""
 		env = append(env, "COIBOX_PASSWORD_"+strings.ToUpper(u)+"="+passwords[u])
 	}
 	runScenarios(t, node, "deltachat.test.mjs", env, srv)
+	if !chatmail {
+		coiFiling(t, node, cfg, env, srv, imaps, smtp, "carol@"+domain, passwords["carol"])
+	}
 	srv.stop(t)
 	srv.verify(t)
 }

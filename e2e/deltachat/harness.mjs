@@ -1,8 +1,8 @@
-// The machinery the scenario files (deltachat.test.mjs, federation.test.mjs) share:
-// a Device is one Delta Chat profile in its own deltachat-rpc-server process; scenario
-// runs one step and prints every device's client log when it fails; record keeps the
-// latencies printed at the end; noWarnings is the closing check that no client logged
-// a Warning or Error.
+// The machinery the scenario files (deltachat.test.mjs, coi.test.mjs,
+// federation.test.mjs) share: a Device is one Delta Chat profile in its own
+// deltachat-rpc-server process; scenario runs one step and prints every device's
+// client log when it fails; record keeps the latencies printed at the end; noWarnings
+// is the closing check that no client logged a Warning or Error.
 //
 // Variables read here (the scenario files read their own):
 //
