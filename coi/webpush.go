@@ -1,7 +1,6 @@
 package coi
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -125,18 +124,12 @@ func (c *Chat) subscriptions(ctx context.Context, accountID int64) (map[string][
 	return out, nil
 }
 
-// removeSubscription deletes a subscription if it still holds stored (a 404 or 410
-// for an old value must not delete one set again since). The read and the delete
-// are two steps: a SET in between can lose, which costs one more notification.
+// removeSubscription deletes a subscription if it still holds stored: a 404 or 410
+// for an old value must not delete one the client set again since. The store
+// compares and deletes in one statement, so no SET can slip in between.
 func (c *Chat) removeSubscription(ctx context.Context, accountID int64, id string, stored []byte) error {
-	cur, err := c.subscriptions(ctx, accountID)
-	if err != nil {
-		return err
-	}
-	if v, ok := cur[id]; !ok || !bytes.Equal(v, stored) {
-		return nil
-	}
-	return c.st.SetMetadata(ctx, accountID, 0, []store.MetaEntry{{Name: webpush.SubscriptionEntry(id)}}, 0)
+	_, err := c.st.DeleteMetadataIf(ctx, accountID, 0, webpush.SubscriptionEntry(id), stored)
+	return err
 }
 
 // WebPushStore gives package webpush the account's subscriptions, for its Options.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,10 +33,17 @@ func TestCOIWebPush(t *testing.T) {
 	}
 	pushes := make(chan *http.Request, 10)
 	bodies := make(chan []byte, 10)
+	// forgotten turns the endpoint, in the last phase, into a push service that has
+	// forgotten the subscriptions whose path holds "gone": 410 for those, 201 else.
+	var forgotten atomic.Bool
 	ep := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		pushes <- r
 		bodies <- b
+		if forgotten.Load() && strings.Contains(r.URL.Path, "gone") {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer ep.Close()
@@ -70,31 +78,33 @@ func TestCOIWebPush(t *testing.T) {
 	}
 
 	const id = "31754ee7-d3ee-4226-b112-6895ed26fcf8"
-	sub := ua.SubscriptionJSON(ep.URL+"/p/abc123", "any", "")
-	if err := c.SetMetadata("", map[string]*[]byte{prefix + "/subscriptions/" + id: &sub}).Wait(); err != nil {
-		t.Fatalf("subscribe: %v", err)
+	subscribe := func(id string, wrongFirst bool) {
+		t.Helper()
+		sub := ua.SubscriptionJSON(ep.URL+"/p/"+id, "any", "")
+		if err := c.SetMetadata("", map[string]*[]byte{prefix + "/subscriptions/" + id: &sub}).Wait(); err != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
+		validation := decryptNext(t, ua, pushes, bodies)
+		var v struct{ Validation string }
+		if err := json.Unmarshal(validation, &v); err != nil || v.Validation == "" {
+			t.Fatalf("validation push %q: %v", validation, err)
+		}
+		if wrongFirst {
+			wrong := []byte("ZZZ000")
+			if err := c.SetMetadata("", map[string]*[]byte{prefix + "/subscriptions/" + id + "/validate": &wrong}).Wait(); err == nil || !strings.Contains(err.Error(), "invalid validation") {
+				t.Errorf("wrong validation: %v", err)
+			}
+		}
+		right := []byte(v.Validation)
+		if err := c.SetMetadata("", map[string]*[]byte{prefix + "/subscriptions/" + id + "/validate": &right}).Wait(); err != nil {
+			t.Fatalf("validate: %v", err)
+		}
+		pub := subscriptions(t, c)[id]
+		if pub == "" || !strings.Contains(pub, `"validated":true`) || strings.Contains(pub, v.Validation) {
+			t.Fatalf("public form of the subscription: %q", pub)
+		}
 	}
-	validation := decryptNext(t, ua, pushes, bodies)
-	var v struct{ Validation string }
-	if err := json.Unmarshal(validation, &v); err != nil || v.Validation == "" {
-		t.Fatalf("validation push %q: %v", validation, err)
-	}
-	wrong := []byte("ZZZ000")
-	if err := c.SetMetadata("", map[string]*[]byte{prefix + "/subscriptions/" + id + "/validate": &wrong}).Wait(); err == nil || !strings.Contains(err.Error(), "invalid validation") {
-		t.Errorf("wrong validation: %v", err)
-	}
-	right := []byte(v.Validation)
-	if err := c.SetMetadata("", map[string]*[]byte{prefix + "/subscriptions/" + id + "/validate": &right}).Wait(); err != nil {
-		t.Fatalf("validate: %v", err)
-	}
-	md, err = c.GetMetadata("", []string{prefix + "/subscriptions"}, &imapclient.GetMetadataOptions{Depth: imapclient.GetMetadataDepthOne}).Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := md.Entries[prefix+"/subscriptions/"+id]
-	if pub == nil || !strings.Contains(string(*pub), `"validated":true`) || strings.Contains(string(*pub), v.Validation) {
-		t.Fatalf("public form of the subscription: %v", pub)
-	}
+	subscribe(id, true)
 
 	// A delivery notifies, encrypted and signed.
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -143,6 +153,45 @@ func TestCOIWebPush(t *testing.T) {
 		t.Errorf("a push after unsubscribing: %s", r.URL)
 	case <-time.After(time.Second):
 	}
+
+	// The push service forgets one subscription: its 410 removes that one from the
+	// account (through the store's compare-and-delete), and the other one stays.
+	const gone, kept = "0d6a1f0e-gone", "7c1e9b2a-kept"
+	subscribe(gone, false)
+	subscribe(kept, false)
+	forgotten.Store(true)
+	if r, err := cl.Send("x@example.org", []string{user}, newMessage("x@example.org", user, "push-3@example.org", 300)); err != nil || r.Code != 250 {
+		t.Fatalf("send: %v %v", r, err)
+	}
+	for range 2 {
+		decryptNext(t, ua, pushes, bodies)
+	}
+	var left map[string]string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if left = subscriptions(t, c); len(left) < 2 {
+			break
+		}
+	}
+	if _, ok := left[gone]; ok || len(left) != 1 || left[kept] == "" {
+		t.Errorf("subscriptions after %s's endpoint answered 410: %v", gone, left)
+	}
+}
+
+// subscriptions returns the public form of the account's WebPush subscriptions by id.
+func subscriptions(t *testing.T, c *imapclient.Client) map[string]string {
+	t.Helper()
+	const prefix = "/private/vendor/vendor.dovecot/webpush/subscriptions/"
+	md, err := c.GetMetadata("", []string{strings.TrimSuffix(prefix, "/")}, &imapclient.GetMetadataOptions{Depth: imapclient.GetMetadataDepthOne}).Wait()
+	if err != nil {
+		t.Fatalf("GETMETADATA subscriptions: %v", err)
+	}
+	out := map[string]string{}
+	for name, v := range md.Entries {
+		if id, ok := strings.CutPrefix(name, prefix); ok && v != nil && !strings.Contains(id, "/") {
+			out[id] = string(*v)
+		}
+	}
+	return out
 }
 
 // decryptNext waits for the endpoint's next request and decrypts it.

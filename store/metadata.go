@@ -88,3 +88,31 @@ func (s *Store) SetMetadata(ctx context.Context, accountID, mailboxID int64, ent
 	}
 	return nil
 }
+
+// DeleteMetadataIf deletes entry name of an account on a mailbox only if it still
+// holds value, in one statement, so that a value a client stored in between (a new
+// subscription under the same name, say) is never deleted in its place. It reports
+// whether it deleted the entry.
+func (s *Store) DeleteMetadataIf(ctx context.Context, accountID, mailboxID int64, name string, value []byte) (bool, error) {
+	var deleted bool
+	err := s.write(ctx, func(t *Tx) error {
+		res, err := t.exec("DELETE FROM metadata WHERE account_id = ? AND mailbox_id = ? AND name = ? AND value = ?",
+			accountID, mailboxID, strings.ToLower(name), value)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		deleted = n > 0
+		if deleted && accountID != Server {
+			t.touch(accountID)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("delete metadata: %w", err)
+	}
+	return deleted, nil
+}
