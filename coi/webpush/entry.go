@@ -3,7 +3,9 @@ package webpush
 import "strings"
 
 // The METADATA entries of the extension (§8.1), all on mailbox "" and private. Names
-// are lower case, as imapd hands them to its hook and the store keeps them.
+// are lower case, as imapd hands them to its hook and the store keeps them: entry
+// names are case-insensitive (RFC 5464 §3.2), so a subscription id is too, and
+// "ABC" and "abc" name one subscription, as with Dovecot.
 const (
 	EntryPrefix        = "/private/vendor/vendor.dovecot/webpush"
 	VapidEntry         = EntryPrefix + "/vapid"
