@@ -195,15 +195,19 @@ func (w *Writer) addressList(l []imap.Address) {
 }
 
 // params writes a parenthesised key-value list in sorted key order, or NIL when
-// empty: body parameters and the ID response share the form.
+// empty: body parameters and the ID response share the form. A parameter without
+// a name (`Content-Type: x;*=…` parses to one) is left out: it means nothing, and clients
+// (go-imap's imapclient among them) misread an empty key.
 func (w *Writer) params(p map[string]string) {
-	if len(p) == 0 {
-		w.bw.WriteString("NIL")
-		return
-	}
 	keys := make([]string, 0, len(p))
 	for k := range p {
-		keys = append(keys, k)
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		w.bw.WriteString("NIL")
+		return
 	}
 	sort.Strings(keys)
 	w.bw.WriteByte('(')
@@ -274,6 +278,13 @@ func (w *Writer) bodyStructure(bs imap.BodyStructure, ext bool) {
 		}
 		w.bw.WriteByte(')')
 	case *imap.BodyStructureSinglePart:
+		if bs.Type == "" || bs.Subtype == "" {
+			// A Content-Type without type or subtype is invalid, and such a part
+			// is text/plain (RFC 2045 §5.2).
+			c := *bs
+			c.Type, c.Subtype = "text", "plain"
+			bs = &c
+		}
 		w.bw.WriteByte('(')
 		w.String(bs.Type)
 		w.bw.WriteByte(' ')

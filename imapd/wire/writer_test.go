@@ -184,6 +184,15 @@ func TestWriter(t *testing.T) {
 					BodyStructure: &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Size: 3}, NumLines: 4}}, false)
 			w.FetchEnd()
 		}, "* 7 FETCH (BODY (\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" 30 (NIL \"in\" NIL NIL NIL NIL NIL NIL NIL NIL) (\"text\" \"plain\" NIL NIL NIL \"7BIT\" 3 0) 4))\r\n"},
+		// "Content-Type: 0;*=utf-8''0" (found by FuzzSummarize): no subtype, a
+		// parameter without a name. Sent as text/plain with the nameless one left
+		// out, which imapclient reads.
+		{"fetch invalid content type", false, func(w *Writer) {
+			w.FetchStart(8)
+			w.FetchBodyStructure(&imap.BodyStructureSinglePart{Type: "0", Params: map[string]string{"": "0"}}, false)
+			w.FetchBodyStructure(&imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{"": "0", "charset": "x"}}, false)
+			w.FetchEnd()
+		}, "* 8 FETCH (BODY (\"text\" \"plain\" NIL NIL NIL \"7BIT\" 0 0) BODY (\"text\" \"plain\" (\"charset\" \"x\") NIL NIL \"7BIT\" 0 0))\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
