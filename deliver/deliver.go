@@ -458,6 +458,10 @@ func (p *Pipeline) Deliver(ctx context.Context, m *Message) (*Result, error) {
 		}
 	}
 	out, queueID, err := p.store.Deliver(ctx, d)
+	if errors.Is(err, store.ErrStorageFull) {
+		p.log.Error("message refused: storage full", "id", m.ID, "err", err)
+		return nil, p.refuse(&m.Envelope, ErrStorageFull)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store message %s: %w", m.ID, err)
 	}

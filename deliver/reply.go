@@ -104,3 +104,8 @@ var errNoRecipients = &Reply{Code: 554, Enhanced: [3]int{5, 5, 1}, Message: "No 
 // certainly a probe, and break any DKIM signature it has. A 550 tells the sender.
 var ErrBareCR = &Reply{Code: 550, Enhanced: [3]int{5, 6, 0}, Reason: metrics.ReasonSyntax,
 	Message: "Message refused: it contains a bare CR (carriage return without line feed), which RFC 5322 forbids"}
+
+// ErrStorageFull refuses a message for now because the server's disk is full
+// (store.ErrStorageFull): the sender keeps it and tries again (RFC 5321 §4.2.3 452,
+// RFC 3463 X.3.1 mail system full).
+var ErrStorageFull = &Reply{Code: 452, Enhanced: [3]int{4, 3, 1}, Message: "Insufficient system storage, try again later", Reason: metrics.ReasonStorageFull}

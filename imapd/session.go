@@ -501,6 +501,13 @@ func (s *session) dispatch(ctx context.Context, cmd *wire.Command) (quit bool) {
 	case err == errReplied:
 	case err == errClose:
 		quit = true
+	case errors.Is(err, store.ErrStorageFull):
+		// Nothing was written, and the same command can succeed once space returns.
+		// OVERQUOTA (RFC 5530 §3) is the code clients already act on for "no room",
+		// and Dovecot answers a full disk with it too.
+		status = "NO"
+		s.log.Error("imap: command failed: storage full", "cmd", name, "err", err)
+		w.NO(cmd.Tag, wire.CodeOverQuota, "Not enough disk space on the server, try again later")
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -24,6 +24,7 @@ const (
 	ReasonTooManyRcpts   = "too_many_rcpts"
 	ReasonTLSRequired    = "tls_required"
 	ReasonSyntax         = "syntax"
+	ReasonStorageFull    = "storage_full"
 )
 
 // Delivery destinations, the values of the "destination" label of coibox_deliveries_total.

@@ -30,4 +30,9 @@
 // row for a deleted one. Message and body ids stay internal. After a commit that
 // deleted mailboxes or accounts, OnRemoved hooks hear of it before the change feed is
 // poked, so caches free what they hold before any session wakes up.
+//
+// A write that fails because the disk is full (SQLITE_FULL, ENOSPC, EDQUOT) has
+// committed nothing, like any failed write, and its error matches ErrStorageFull:
+// protocols refuse for now (SMTP 452 4.3.1, IMAP NO [OVERQUOTA]) and the same write
+// succeeds once space returns (TestDiskFull in cmd/coibox).
 package store

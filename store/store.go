@@ -221,7 +221,7 @@ func (s *Store) write(ctx context.Context, fn func(*Tx) error) error {
 	// Once queued the write is not abandoned: the caller waits for its outcome, so it
 	// never reports failure for a write that later commits.
 	<-req.done
-	return req.err
+	return storageFull(req.err)
 }
 
 func (s *Store) writer() {
