@@ -19,8 +19,9 @@ import (
 )
 
 // TestKill9 runs the queue in a child process, kills it with SIGKILL in the middle of
-// delivering, and finishes the queue in a new one: every message must arrive, and at
-// most the few that were between the remote's 250 and our commit may arrive twice.
+// delivering, five times over, and finishes the queue in a new one: every message
+// must arrive, and at most the few that were between the remote's 250 and our commit
+// at each kill may arrive twice.
 func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
@@ -51,27 +52,34 @@ func TestKill9(t *testing.T) {
 	sink := newSink(t, sinkOpts{})
 	sink.data = func() error { time.Sleep(time.Millisecond); return nil } // let the kill land mid-way
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.v")
-	cmd.Env = append(os.Environ(), "COIBOX_QUEUE_CHILD="+dir+","+dns.Addr()+","+sink.addr)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for sink.count() < total/3 {
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatalf("child delivered only %d messages", sink.count())
+	// Kill a child mid-delivery again and again, each after a few more deliveries:
+	// each kill may leave up to defaultPerDomain transactions between the remote's
+	// 250 and our commit, and must lose nothing.
+	const kills = 5
+	deadline := time.Now().Add(60 * time.Second)
+	var atKill []int
+	for k := 1; k <= kills; k++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.v")
+		cmd.Env = append(os.Environ(), "COIBOX_QUEUE_CHILD="+dir+","+dns.Addr()+","+sink.addr)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond)
+		for sink.count() < total*k/(kills+1) {
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatalf("child %d: only %d messages delivered", k, sink.count())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		atKill = append(atKill, sink.count())
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	atKill := sink.count()
-	if atKill == total {
-		t.Fatal("the child finished before the kill; nothing was tested")
+	if atKill[kills-1] >= total {
+		t.Fatal("the children finished before the last kill; nothing was tested")
 	}
 
 	// A new queue on the same database finishes the job.
@@ -113,9 +121,9 @@ func TestKill9(t *testing.T) {
 		}
 		dups += max(n-1, 0)
 	}
-	t.Logf("killed after %d deliveries; %d duplicates", atKill, dups)
-	if dups > defaultPerDomain {
-		t.Errorf("%d duplicates, more than the %d transactions that can be in flight", dups, defaultPerDomain)
+	t.Logf("killed %d times, after %v deliveries; %d duplicates", kills, atKill, dups)
+	if dups > kills*defaultPerDomain {
+		t.Errorf("%d duplicates, more than the %d transactions that can be in flight at %d kills", dups, kills*defaultPerDomain, kills)
 	}
 }
 
