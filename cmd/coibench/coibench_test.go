@@ -181,3 +181,41 @@ func TestSMTPSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestSoakSmoke is the short version of coibench soak that CI runs: 100 idling
+// connections, 15 s of ingest and fetches. Every acknowledged message must be
+// fetchable, every connection still idling at the end, the store consistent, and the
+// server's goroutines must not grow with the load nor outlive the connections. The
+// RSS slope is reported, not judged: a short run on a shared machine is all noise.
+func TestSoakSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts coibox")
+	}
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"soak", "-duration", "15s", "-warmup", "5s", "-conns", "100", "-users", "10",
+		"-rate", "20", "-sample", "1s", "-json"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstderr:\n%s", code, errb.String())
+	}
+	var rep soakReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	t.Logf("acked %d, fetched %d; RSS slope %+.2f MiB/min; goroutines %d before, %d warm, %d at the end, %d after",
+		rep.Acked, rep.Fetched, rep.RSSSlope, rep.GoroutinesBefore, rep.GoroutinesWarm, rep.GoroutinesEnd, rep.GoroutinesAfter)
+	if rep.FirstError != "" {
+		t.Errorf("first error: %s", rep.FirstError)
+	}
+	if rep.Acked < 100 || rep.Refused != 0 || rep.Fetchable != rep.Acked || rep.Fetched == 0 {
+		t.Errorf("acked %d, refused %d, fetchable %d, fetched %d: want 100+ acknowledged, all fetchable, none refused",
+			rep.Acked, rep.Refused, rep.Fetchable, rep.Fetched)
+	}
+	if rep.Idling != rep.Conns || !rep.VerifyOK || len(rep.Samples) < 10 {
+		t.Errorf("idling %d of %d, verify %v, %d samples", rep.Idling, rep.Conns, rep.VerifyOK, len(rep.Samples))
+	}
+	// A goroutine per connection is expected; one per message or per fetch is a leak.
+	if rep.GoroutinesEnd > rep.GoroutinesWarm+20 || rep.GoroutinesAfter > rep.GoroutinesBefore+10 {
+		t.Errorf("goroutines grew: %d before, %d warm, %d at the end, %d after the clients left",
+			rep.GoroutinesBefore, rep.GoroutinesWarm, rep.GoroutinesEnd, rep.GoroutinesAfter)
+	}
+}

@@ -2,8 +2,8 @@
 // times SMTP ingest into the store, `coibench imap` FETCH, SEARCH, IDLE latency and
 // memory per connection, `coibench chat` first logins on a chatmail domain, the
 // latency of encrypted chat messages on one host and over /mxdeliv, /mxdeliv against
-// port-25 ingest, and idle chatmail connections; they read the server's CPU and memory
-// from /proc.
+// port-25 ingest, and idle chatmail connections, `coibench soak` memory and goroutines
+// over a long mixed load; they read the server's CPU and memory from /proc.
 package main
 
 import (
@@ -32,6 +32,7 @@ func benchmarks() []benchmark {
 		{name: "smtp", summary: "SMTP ingest on port 25: messages/s stored, server CPU and memory", run: runSMTP},
 		{name: "imap", summary: "IMAP on a 10,000-message INBOX: FETCH, SEARCH, IDLE latency, memory per connection", run: runIMAP},
 		{name: "chat", summary: "chatmail: first logins, chat latency (submission, /mxdeliv), /mxdeliv vs port-25 ingest, idle connections", run: runChat},
+		{name: "soak", summary: "idling IMAP connections under sustained SMTP ingest and fetches: RSS slope, goroutines, nothing lost", run: runSoak},
 	}
 }
 
