@@ -21,21 +21,46 @@ type commitStats struct {
 // scrapeCommits reads the store's commit histograms' sums and counts from a Prometheus
 // text endpoint.
 func scrapeCommits(ctx context.Context, url string) (commitStats, error) {
+	body, err := getMetrics(ctx, url)
+	if err != nil {
+		return commitStats{}, err
+	}
+	defer body.Close()
+	return parseCommits(body)
+}
+
+// getMetrics fetches a Prometheus text endpoint; the caller closes the body. The
+// timeout covers reading the body too.
+func getMetrics(ctx context.Context, url string) (io.ReadCloser, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return commitStats{}, fmt.Errorf("scrape metrics: %w", err)
+		cancel()
+		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return commitStats{}, fmt.Errorf("scrape metrics: %w", err)
+		cancel()
+		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return commitStats{}, fmt.Errorf("scrape metrics: %s", resp.Status)
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("scrape metrics: %s", resp.Status)
 	}
-	return parseCommits(resp.Body)
+	return cancelOnClose{resp.Body, cancel}, nil
+}
+
+// cancelOnClose releases a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 func parseCommits(r io.Reader) (commitStats, error) {

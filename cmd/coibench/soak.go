@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -321,21 +320,14 @@ sampling:
 	return rep, nil
 }
 
-// fetchNewest logs in as user, selects INBOX and fetches the whole of its newest n
-// messages; it returns how many it fetched.
+// fetchNewest fetches the whole of the newest n messages in user's INBOX and
+// returns how many it fetched.
 func fetchNewest(ctx context.Context, srv *benchServer, user string, n int) (int, error) {
-	c, err := dialIMAP(ctx, srv.addr.IMAPS, "", 30*time.Second)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	if err := c.login(user, srv.passwords[user]); err != nil {
-		return 0, err
-	}
-	exists, _, err := c.selectBox("INBOX")
+	c, exists, err := openInbox(ctx, srv, user)
 	if err != nil || exists == 0 {
 		return 0, err
 	}
+	defer c.Close()
 	rep, err := c.cmd(nil, "FETCH %d:* (UID BODY.PEEK[])", max(1, exists-n+1))
 	if err != nil {
 		return 0, err
@@ -344,37 +336,43 @@ func fetchNewest(ctx context.Context, srv *benchServer, user string, n int) (int
 	return rep.Untagged, nil
 }
 
-// countMessages is the number of messages in user's INBOX.
+// countMessages is the number of messages in user's INBOX, as SEARCH ALL finds them.
 func countMessages(ctx context.Context, srv *benchServer, user string) (int, error) {
-	c, err := dialIMAP(ctx, srv.addr.IMAPS, "", 30*time.Second)
+	c, _, err := openInbox(ctx, srv, user)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if err := c.login(user, srv.passwords[user]); err != nil {
-		return 0, err
-	}
-	if _, _, err := c.selectBox("INBOX"); err != nil {
-		return 0, err
-	}
 	n, _, err := c.searchCount("ALL")
 	return n, err
 }
 
+// openInbox logs in as user on a new connection and selects INBOX.
+func openInbox(ctx context.Context, srv *benchServer, user string) (*imapConn, int, error) {
+	c, err := dialIMAP(ctx, srv.addr.IMAPS, "", 30*time.Second)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := c.login(user, srv.passwords[user]); err != nil {
+		c.Close()
+		return nil, 0, err
+	}
+	exists, _, err := c.selectBox("INBOX")
+	if err != nil {
+		c.Close()
+		return nil, 0, err
+	}
+	return c, exists, nil
+}
+
 // scrapeGoroutines reads go_goroutines from the server's metrics.
 func scrapeGoroutines(ctx context.Context, url string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := getMetrics(ctx, url)
 	if err != nil {
-		return 0, fmt.Errorf("scrape goroutines: %w", err)
+		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape goroutines: %w", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	defer body.Close()
+	sc := bufio.NewScanner(body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
