@@ -104,6 +104,10 @@ func splitGroups(v string) []segment {
 
 // plainAddresses parses a run of addresses; when the run does not parse whole, each
 // comma-separated piece is tried on its own, so one bad address costs only itself.
+// net/mail refuses comments inside an address (`<user (c)@ (d) example.org>`), which
+// RFC 5322 §3.4.1 allows as CFWS around every token: such a piece is read again
+// without its comments, and an address written the old way, `user@host (Name)`,
+// keeps its comment as the display name.
 func plainAddresses(s string) []imap.Address {
 	s = strings.Trim(strings.TrimSpace(s), ",")
 	if strings.TrimSpace(s) == "" {
@@ -112,10 +116,20 @@ func plainAddresses(s string) []imap.Address {
 	list, err := mail.ParseAddressList(s)
 	if err != nil {
 		list = nil
-		for _, piece := range strings.Split(s, ",") {
+		for _, piece := range splitOutside(s, ',') {
 			if a, err := mail.ParseAddress(piece); err == nil {
 				list = append(list, a)
+				continue
 			}
+			bare, comments := stripComments(piece)
+			a, err := mail.ParseAddress(squeezeAddrSpec(bare))
+			if err != nil {
+				continue
+			}
+			if a.Name == "" && len(comments) > 0 && !strings.Contains(bare, "<") {
+				a.Name = strings.TrimSpace(comments[len(comments)-1])
+			}
+			list = append(list, a)
 		}
 	}
 	out := make([]imap.Address, 0, len(list))
@@ -142,4 +156,121 @@ func decodeWords(s string) string {
 		return d
 	}
 	return s
+}
+
+// splitOutside splits s at sep where it stands outside quoted strings, comments and
+// angle addresses.
+func splitOutside(s string, sep byte) []string {
+	var out []string
+	start, depth := 0, 0
+	quoted, angle := false, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && (quoted || depth > 0):
+			i++
+		case quoted:
+			quoted = c != '"'
+		case depth > 0:
+			if c == '(' {
+				depth++
+			} else if c == ')' {
+				depth--
+			}
+		case c == '"':
+			quoted = true
+		case c == '(':
+			depth++
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case c == sep && !angle:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// stripComments removes the comments (nested, with quoted pairs) outside quoted
+// strings from s, each replaced by a space, and returns them too, outermost text
+// only, in order.
+func stripComments(s string) (string, []string) {
+	var b strings.Builder
+	var comments []string
+	var cur strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case depth > 0:
+			switch {
+			case c == '\\' && i+1 < len(s):
+				i++
+				cur.WriteByte(s[i])
+			case c == '(':
+				depth++
+				cur.WriteByte(c)
+			case c == ')':
+				depth--
+				if depth == 0 {
+					comments = append(comments, cur.String())
+					cur.Reset()
+					b.WriteByte(' ')
+				} else {
+					cur.WriteByte(c)
+				}
+			default:
+				cur.WriteByte(c)
+			}
+		case quoted:
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			} else if c == '"' {
+				quoted = false
+			}
+		case c == '"':
+			quoted = true
+			b.WriteByte(c)
+		case c == '(':
+			depth = 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), comments
+}
+
+// squeezeAddrSpec removes the white space, outside quoted strings, that comments
+// left inside the addr-spec of s (between the angle brackets, or all of s without
+// them): an addr-spec has no white space of its own (RFC 5322 §3.4.1), and net/mail
+// reads none.
+func squeezeAddrSpec(s string) string {
+	lo, hi := 0, len(s)
+	if i := strings.IndexByte(s, '<'); i >= 0 {
+		if j := strings.LastIndexByte(s, '>'); j > i {
+			lo, hi = i+1, j
+		}
+	}
+	var b strings.Builder
+	b.WriteString(s[:lo])
+	quoted := false
+	for i := lo; i < hi; i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\\' && i+1 < hi:
+			b.WriteByte(c)
+			i++
+			c = s[i]
+		case c == '"':
+			quoted = !quoted
+		case !quoted && (c == ' ' || c == '\t' || c == '\r' || c == '\n'):
+			continue
+		}
+		b.WriteByte(c)
+	}
+	b.WriteString(s[hi:])
+	return b.String()
 }

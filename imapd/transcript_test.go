@@ -918,6 +918,40 @@ hi
 	`, nil)
 }
 
+// TestTranscriptAddressComments: comments anywhere RFC 5322 §3.4.1 allows them do
+// not cost an address its place in ENVELOPE, nor SEARCH FROM/TO/CC its match; an
+// address written the old way, `addr (Name)`, keeps the comment as its name
+// (issue 8 item 8).
+func TestTranscriptAddressComments(t *testing.T) {
+	e := newEnv(t)
+	e.deliver(e.acc, "INBOX", `Date: Tue, 01 Sep 2026 10:00:00 +0200
+From: <user (comment)@ (c) domain.org>
+To: Jo (x) <jo(y)@(z)ex.org>, plain@ex.org
+Cc: cc(c)@cc.example (Real Name)
+Subject: comments
+Message-ID: <c1@example.net>
+
+hi
+`)
+	e.transcript(t, greeting+login+selectUnseen+`
+		C: a2 FETCH 1 (ENVELOPE)
+		S: * 1 FETCH (ENVELOPE ("Tue, 01 Sep 2026 10:00:00 +0200" "comments" ((NIL NIL "user" "domain.org")) ((NIL NIL "user" "domain.org")) ((NIL NIL "user" "domain.org")) (("Jo" NIL "jo" "ex.org")(NIL NIL "plain" "ex.org")) (("Real Name" NIL "cc" "cc.example")) NIL NIL "<c1@example.net>"))
+		S: a2 OK FETCH completed
+		C: a3 SEARCH FROM user@domain.org
+		S: * SEARCH 1
+		S: a3 OK SEARCH completed
+		C: a4 SEARCH TO jo@ex.org
+		S: * SEARCH 1
+		S: a4 OK SEARCH completed
+		C: a5 SEARCH CC "real name"
+		S: * SEARCH 1
+		S: a5 OK SEARCH completed
+		C: a6 SEARCH FROM comment
+		S: * SEARCH
+		S: a6 OK SEARCH completed
+	`, nil)
+}
+
 // TestTranscriptCondstoreImplicit: the first command that enables CONDSTORE without
 // ENABLE tells the HIGHESTMODSEQ (RFC 7162 §3.1), and SEARCH RETURN (MIN)/(MAX)
 // with a MODSEQ criterion reports the MODSEQ of the message returned (§3.1.5), not
