@@ -327,3 +327,32 @@ S: * BYE Logging out
 S: c4 OK LOGOUT completed
 `, nil)
 }
+
+// TestSelectedMailboxDeleted: when another session deletes the mailbox a session has
+// selected, the session says so with BYE at its next update, on a command or at once
+// in IDLE (issue 8 item 11). IMAP has no untagged response that takes a session back
+// to the authenticated state (CLOSED only follows the session's own SELECT, RFC 9051
+// §7.1), and every later command in the selected state would have to fail, so BYE,
+// as Dovecot does; the client reconnects and finds the mailbox gone from LIST.
+func TestSelectedMailboxDeleted(t *testing.T) {
+	e := newEnv(t)
+	del := map[string]func(){"delete": func() {
+		if err := e.st.DeleteMailbox(context.Background(), e.acc.ID, "Doomed"); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	for _, idle := range []bool{false, true} {
+		if _, err := e.st.CreateMailbox(context.Background(), e.acc.ID, "Doomed", ""); err != nil {
+			t.Fatal(err)
+		}
+		e.deliver(e.acc, "Doomed", testMessage(1, "doomed"))
+		wait := "C: a3 NOOP\n"
+		if idle {
+			wait = "C: a3 IDLE\nS: + idling\n"
+		}
+		script := greeting + "\nC: a1 LOGIN alice@example.org password123\nS: a1 OK [CAPABILITY <*>] Logged in\n" +
+			selectLines("a2", "Doomed", 1) + "! delete\n" + wait +
+			"S: * BYE The selected mailbox was deleted by another session\n"
+		e.transcript(t, script, del)
+	}
+}
