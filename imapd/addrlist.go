@@ -43,17 +43,47 @@ type segment struct {
 	text  string // the addresses: the plain run, or the group's members
 }
 
-// splitGroups cuts an address list into plain runs and groups, reading quoted
-// strings, comments and angle addresses so that a ":" or ";" inside them is not
-// taken for a group's.
+// splitGroups cuts an address list into plain runs and groups; a ":" or ";" inside
+// a quoted string, comment or angle address is not taken for a group's.
 func splitGroups(v string) []segment {
 	var segs []segment
-	start, depth := 0, 0
-	quoted, angle := false, false
+	start := 0
 	inGroup := false
 	var groupName string
-	for i := 0; i < len(v); i++ {
-		c := v[i]
+	eachTopLevel(v, func(i int, c byte) {
+		switch {
+		case c == ':' && !inGroup:
+			// The text before the colon, after the last plain address, names the
+			// group; what came before that is a plain run.
+			head := v[start:i]
+			cut := strings.LastIndexByte(head, ',')
+			if plain := head[:max(cut, 0)]; strings.TrimSpace(plain) != "" {
+				segs = append(segs, segment{text: plain})
+			}
+			groupName = strings.TrimSpace(head[cut+1:])
+			inGroup, start = true, i+1
+		case c == ';' && inGroup:
+			segs = append(segs, segment{group: true, name: groupName, text: v[start:i]})
+			inGroup, start = false, i+1
+		}
+	})
+	rest := v[start:]
+	if inGroup {
+		segs = append(segs, segment{group: true, name: groupName, text: rest}) // an unclosed group
+	} else if strings.TrimSpace(strings.Trim(rest, ", \t")) != "" {
+		segs = append(segs, segment{text: rest})
+	}
+	return segs
+}
+
+// eachTopLevel calls f for each byte of an address list that stands outside quoted
+// strings (with their quoted pairs), comments (nested) and angle addresses, the
+// delimiters of those left out: the bytes where list and group syntax can be.
+func eachTopLevel(s string, f func(i int, c byte)) {
+	depth := 0
+	quoted, angle := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
 		case quoted:
 			if c == '\\' {
@@ -78,28 +108,10 @@ func splitGroups(v string) []segment {
 		case c == '>':
 			angle = false
 		case angle:
-		case c == ':' && !inGroup:
-			// The text before the colon, after the last plain address, names the
-			// group; what came before that is a plain run.
-			head := v[start:i]
-			cut := strings.LastIndexByte(head, ',')
-			if plain := head[:max(cut, 0)]; strings.TrimSpace(plain) != "" {
-				segs = append(segs, segment{text: plain})
-			}
-			groupName = strings.TrimSpace(head[cut+1:])
-			inGroup, start = true, i+1
-		case c == ';' && inGroup:
-			segs = append(segs, segment{group: true, name: groupName, text: v[start:i]})
-			inGroup, start = false, i+1
+		default:
+			f(i, c)
 		}
 	}
-	rest := v[start:]
-	if inGroup {
-		segs = append(segs, segment{group: true, name: groupName, text: rest}) // an unclosed group
-	} else if strings.TrimSpace(strings.Trim(rest, ", \t")) != "" {
-		segs = append(segs, segment{text: rest})
-	}
-	return segs
 }
 
 // plainAddresses parses a run of addresses; when the run does not parse whole, each
@@ -162,33 +174,13 @@ func decodeWords(s string) string {
 // angle addresses.
 func splitOutside(s string, sep byte) []string {
 	var out []string
-	start, depth := 0, 0
-	quoted, angle := false, false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\' && (quoted || depth > 0):
-			i++
-		case quoted:
-			quoted = c != '"'
-		case depth > 0:
-			if c == '(' {
-				depth++
-			} else if c == ')' {
-				depth--
-			}
-		case c == '"':
-			quoted = true
-		case c == '(':
-			depth++
-		case c == '<':
-			angle = true
-		case c == '>':
-			angle = false
-		case c == sep && !angle:
+	start := 0
+	eachTopLevel(s, func(i int, c byte) {
+		if c == sep {
 			out = append(out, s[start:i])
 			start = i + 1
 		}
-	}
+	})
 	return append(out, s[start:])
 }
 
