@@ -19,6 +19,7 @@ import (
 	"github.com/coibox/coibox/store"
 	"golang.org/x/net/idna"
 
+	"github.com/coibox/coibox/internal/ascii"
 	"github.com/coibox/coibox/internal/peertls"
 )
 
@@ -649,7 +650,7 @@ func (w *worker) send(ctx context.Context, j *job, sig, body []byte) (results []
 
 func asciiEnvelope(env *smtpc.Envelope) bool {
 	for _, a := range append([]string{env.From}, env.To...) {
-		if !isASCII(a) {
+		if !ascii.Is(a) {
 			return false
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coibox/coibox/internal/ascii"
 	"github.com/coibox/coibox/queue/dsn"
 	"github.com/coibox/coibox/store"
 )
@@ -95,7 +96,7 @@ func (q *Queue) record(ctx context.Context, j *job, results []result) error {
 		if !queued {
 			return nil
 		}
-		o := &store.Outbound{Sender: "", Recipients: []string{e.Sender}, SMTPUTF8: !isASCII(e.Sender), EightBit: !isASCII(string(report))}
+		o := &store.Outbound{Sender: "", Recipients: []string{e.Sender}, SMTPUTF8: !ascii.Is(e.Sender), EightBit: !ascii.Is(string(report))}
 		_, err := tx.Enqueue(report, o, now)
 		return err
 	})
@@ -162,13 +163,4 @@ func (q *Queue) buildDSN(ctx context.Context, e *store.QueueEntry, notes []dsn.R
 		Recipients:     notes,
 		OriginalHeader: header,
 	})
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

@@ -42,6 +42,12 @@ func pathProblem(addr string) string {
 // senderSyntax and recipientSyntax are the replies to a MAIL FROM or RCPT TO whose
 // address pathProblem refuses (RFC 3463: X.1.7 bad sender, X.1.3 bad destination
 // mailbox address syntax).
+// errNeedSMTPUTF8 refuses a non-ASCII address in a transaction whose MAIL FROM did
+// not carry the SMTPUTF8 parameter: RFC 6531 §3.5 answers it with 553 and X.6.7, as
+// the message would otherwise travel on without the flag every later hop needs.
+var errNeedSMTPUTF8 = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+	Message: "Non-ASCII addresses need the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"}
+
 func senderSyntax(problem string) error {
 	return &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax: the address " + problem}
 }

@@ -176,11 +176,14 @@ func TestEnvelopeSyntax(t *testing.T) {
 		{"sender path of 257", "<b" + long254 + ">", "", "501 5.1.7 Bad sender address syntax: the address is longer than 254 octets (RFC 5321 section 4.5.3.1)"},
 		{"sender at the limits", "<" + long254 + ">", "", "250 *"},
 		{"UTF-8 sender with SMTPUTF8", "<jörg@remote.example> SMTPUTF8", "", "250 *"},
+		{"UTF-8 sender without SMTPUTF8", "<jörg@remote.example>", "", "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"},
+		{"UTF-8 domain without SMTPUTF8", "<0@ұ>", "", "553 5.6.7 *"},
 		{"NUL in recipient", "", "<al\x00ice@example.org>", "553 5.1.3 Bad recipient address syntax: the address contains a NUL byte"},
 		{"tab in recipient domain", "", "<alice@exam\x0bple.org>", "553 5.1.3 Bad recipient address syntax: the address contains a control character"},
 		{"invalid UTF-8 recipient", "", "<alice@example.org\xfe>", "553 5.1.3 Bad recipient address syntax: the address is not valid UTF-8"},
 		{"recipient local part of 65", "", "<" + local64 + "b@example.org>", "553 5.1.3 * local part longer than 64 octets *"},
 		{"recipient path of 257", "", "<b" + long254 + ">", "553 5.1.3 * longer than 254 octets *"},
+		{"UTF-8 recipient without SMTPUTF8", "", "<jörg@example.org>", "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"},
 		{"recipient local part of 64", "", "<" + local64 + "@example.org>", "550 5.1.1 * User unknown"},
 	}
 	for _, tc := range tests {

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/coibox/coibox/deliver"
+	"github.com/coibox/coibox/internal/ascii"
 	"github.com/coibox/coibox/metrics"
 	"github.com/coibox/coibox/store"
 )
@@ -176,6 +177,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		s.log.Info("sender refused", "from", clip(from), "reason", p)
 		return senderSyntax(p)
 	}
+	if !opts.UTF8 && !ascii.Is(from) {
+		s.log.Info("sender refused", "from", clip(from), "reason", "non-ASCII without SMTPUTF8")
+		return errNeedSMTPUTF8
+	}
 	n := s.c.messages.Add(1)
 	env := &deliver.Envelope{
 		Kind:       s.kind(),
@@ -207,6 +212,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if p := pathProblem(to); p != "" {
 		s.log.Info("recipient refused", "id", s.env.ID, "rcpt", clip(to), "reason", p)
 		return recipientSyntax(p)
+	}
+	if !s.env.SMTPUTF8 && !ascii.Is(to) {
+		s.log.Info("recipient refused", "id", s.env.ID, "rcpt", clip(to), "reason", "non-ASCII without SMTPUTF8")
+		return errNeedSMTPUTF8
 	}
 	err := s.srv.opts.Pipeline.AddRecipient(s.srv.ctx, s.env, to)
 	if err != nil {

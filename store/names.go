@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+
+	"github.com/coibox/coibox/internal/ascii"
 )
 
 // CheckDomainName returns name in the form domains are stored in: lower case, no
@@ -29,7 +31,7 @@ func CheckDomainName(name string) (string, error) {
 	}
 	test := strings.HasPrefix(n, "_")
 	rest := strings.TrimPrefix(n, "_")
-	if !isASCII(rest) {
+	if !ascii.Is(rest) {
 		a, err := idna.Lookup.ToASCII(rest)
 		if err != nil {
 			return "", fmt.Errorf("%q is not a valid internationalized domain name: %w", name, err)
@@ -116,13 +118,4 @@ func CheckAddress(address string) (string, error) {
 		return "", fmt.Errorf("%q is not a valid address: %w", address, err)
 	}
 	return local + "@" + d, nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/coibox/coibox/deliver"
+	"github.com/coibox/coibox/internal/ascii"
 )
 
 // Listener is the deliver.Envelope Listener of mail received here. It must equal
@@ -106,11 +107,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, log, errNoRcpts)
 		return
 	}
-	env.SMTPUTF8 = !isASCII(sender)
+	env.SMTPUTF8 = !ascii.Is(sender)
 	// Recipients before the body, as SMTP has RCPT before DATA: a refused request
 	// costs no read of up to MaxBytes, and nothing is delivered unless all passed.
 	for _, rc := range rcpts {
-		env.SMTPUTF8 = env.SMTPUTF8 || !isASCII(rc)
+		env.SMTPUTF8 = env.SMTPUTF8 || !ascii.Is(rc)
 		if err := h.p.AddRecipient(ctx, env, rc); err != nil {
 			if _, ok := deliver.AsReply(err); ok {
 				h.refuse(w, log.With("rcpt", rc), err)
@@ -134,7 +135,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusInternalServerError, replyReadFailed)
 		return
 	}
-	env.EightBit = !isASCII(body)
+	env.EightBit = !ascii.Is(body)
 
 	res, err := h.p.Deliver(ctx, &deliver.Message{Envelope: *env, Body: body})
 	if err != nil {
@@ -203,13 +204,4 @@ func answer(w http.ResponseWriter, status int, line string) {
 	hd.Set("Content-Length", strconv.Itoa(len(line)))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, line)
-}
-
-func isASCII[T ~string | ~[]byte](s T) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/coibox/coibox/internal/ascii"
 )
 
 // Action is what happened to a recipient (RFC 3464 2.3.3).
@@ -97,9 +99,9 @@ func Build(m *Message) ([]byte, error) {
 
 	// Internationalized addresses or replies need the RFC 6533 media types; plain
 	// ASCII reports keep the RFC 3464 ones that every client understands.
-	global := !isASCII(string(origHeader)) || !isASCII(m.To)
+	global := !ascii.Is(string(origHeader)) || !ascii.Is(m.To)
 	for _, r := range m.Recipients {
-		if !isASCII(r.FinalRecipient) || !isASCII(r.OriginalRecipient) || !isASCII(r.DiagnosticCode) {
+		if !ascii.Is(r.FinalRecipient) || !ascii.Is(r.OriginalRecipient) || !ascii.Is(r.DiagnosticCode) {
 			global = true
 		}
 	}
@@ -310,7 +312,7 @@ func clean(s string, utf8OK bool) string {
 // addrType is the RFC 3464 address type: utf-8 (RFC 6533) for internationalized
 // addresses in a global report, rfc822 otherwise.
 func addrType(addr string, global bool) string {
-	if global && !isASCII(addr) {
+	if global && !ascii.Is(addr) {
 		return "utf-8; "
 	}
 	return "rfc822; "
@@ -321,15 +323,6 @@ func cte(global bool) string {
 		return "8bit"
 	}
 	return "7bit"
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // crlf normalizes bare LF line ends to CRLF.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coibox/coibox/internal/ascii"
 )
 
 var (
@@ -226,7 +228,7 @@ func FuzzRoundTrip(f *testing.F) {
 			t.Fatalf("recipients: %+v", rep.Recipients)
 		}
 		got := rep.Recipients[0]
-		global := !isASCII(rcpt) || !isASCII(diag)
+		global := !ascii.Is(rcpt) || !ascii.Is(diag)
 		// Typed fields lose everything up to their first ';' on parsing, which is
 		// exactly the type we added; the value itself may hold more.
 		if want := clean(diag, global); got.DiagnosticCode != strings.TrimSpace(want) {
