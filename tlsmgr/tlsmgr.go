@@ -52,6 +52,12 @@ type Options struct {
 	ACMEDirectory string
 	// ACMECache is the autocert cache directory; empty means DataDir/acme.
 	ACMECache string
+	// ACMERoots, if set, are the only roots trusted for the CA's own HTTPS (a private
+	// CA); nil means the system's.
+	ACMERoots *x509.CertPool
+	// ACMERenewBefore is how long before expiry ACME certificates are renewed; zero
+	// means a third of their lifetime, at most 30 days (autocert's default).
+	ACMERenewBefore time.Duration
 	// Domains lists the mail domains served; in mode ACME, mta-sts.<domain> and
 	// autoconfig.<domain> may get certificates. It is called during handshakes for
 	// names with those prefixes, so it should be cheap. May be nil.
@@ -70,6 +76,9 @@ type CertStatus struct {
 	Issuer string
 	// NotAfter is when the certificate expires; zero without a certificate.
 	NotAfter time.Time
+	// Fallback is set in mode ACME while the name is served the self-signed
+	// certificate because the CA has not issued one yet.
+	Fallback bool
 	// LastError is the most recent failure to load, reload or obtain this certificate,
 	// cleared by the next success; LastErrorTime is when it happened.
 	LastError     string
@@ -94,7 +103,7 @@ type Manager struct {
 	nextCheck  atomic.Int64
 	checkEvery time.Duration
 
-	// mode SelfSigned
+	// mode SelfSigned, and the fallback of mode ACME
 	dir string
 
 	// mode Files
@@ -104,11 +113,16 @@ type Manager struct {
 	// mode ACME
 	acm       *autocert.Manager
 	acmeCache string
+	acmeRetry time.Duration
 	domains   func(context.Context) ([]string, error)
+	obtainMu  sync.Mutex
+	obtaining map[string]*obtainState // by autocert cache key
 
 	statusMu sync.Mutex
 	lastErr  map[string]errRecord         // by name in mode ACME, "" otherwise
 	issued   map[string]*x509.Certificate // mode ACME: leaf last served per name
+	leaves   map[string]*x509.Certificate // mode ACME: leaf last served per cache key
+	fellBack map[string]bool              // mode ACME: names served the fallback since their last certificate
 }
 
 type errRecord struct {
@@ -133,6 +147,9 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		checkEvery: filesCheckInterval,
 		lastErr:    map[string]errRecord{},
 		issued:     map[string]*x509.Certificate{},
+		leaves:     map[string]*x509.Certificate{},
+		fellBack:   map[string]bool{},
+		obtaining:  map[string]*obtainState{},
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -172,16 +189,31 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			}
 			m.acmeCache = o.DataDir + "/acme"
 		}
+		// The fallback lives beside the store's data, or in the cache directory.
+		m.dir = o.DataDir
+		if m.dir == "" {
+			m.dir = m.acmeCache
+		}
+		if err := m.loadOrCreateSelfSigned(time.Now()); err != nil {
+			return nil, fmt.Errorf("set up fallback certificate: %w", err)
+		}
+		m.acmeRetry = firstACMERetry
 		dir := o.ACMEDirectory
 		if dir == "" {
 			dir = autocert.DefaultACMEDirectory
+		}
+		client := &acme.Client{DirectoryURL: dir, UserAgent: "coibox"}
+		if o.ACMERoots != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: o.ACMERoots, MinVersion: tls.VersionTLS12}
+			client.HTTPClient = &http.Client{Transport: tr}
 		}
 		m.acm = &autocert.Manager{
 			Prompt:     autocert.AcceptTOS,
 			Cache:      autocert.DirCache(m.acmeCache),
 			HostPolicy: m.hostPolicy,
 			Email:      o.ACMEEmail,
-			Client:     &acme.Client{DirectoryURL: dir, UserAgent: "coibox"},
+			Client:     client,
 		}
 		// The CA's TLS-ALPN-01 validation connects with only this protocol.
 		protos = append(protos, acme.ALPNProto)
@@ -241,8 +273,14 @@ func (m *Manager) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if m.acm != nil {
 		return m.acmeCertificate(hello)
 	}
+	return m.fallback(), nil
+}
+
+// fallback returns the self-signed certificate (mode SelfSigned's, and mode ACME's
+// until the CA issues one) or mode Files' certificate, refreshed when due.
+func (m *Manager) fallback() *tls.Certificate {
 	m.maybeRefresh()
-	return m.cert.Load(), nil
+	return m.cert.Load()
 }
 
 // maybeRefresh renews the self-signed certificate or reloads the certificate files when
@@ -260,7 +298,7 @@ func (m *Manager) maybeRefresh() {
 	m.nextCheck.Store(now.Add(m.checkEvery).UnixNano())
 	var err error
 	switch m.mode {
-	case SelfSigned:
+	case SelfSigned, ACME:
 		if leaf := m.cert.Load().Leaf; needsRenewal(leaf, now) || !sameNames(leaf, m.selfSignedNames()) {
 			err = m.loadOrCreateSelfSigned(now)
 		}
@@ -323,10 +361,30 @@ func (m *Manager) Status() []CertStatus {
 		if leaf != nil {
 			s = describe(ACME, leaf)
 		}
+		s.Fallback = m.fellBack[n]
 		if e, ok := m.lastErr[n]; ok {
 			s.LastError, s.LastErrorTime = e.msg, e.at
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// Warnings says, one line each, what an operator should know about the certificates:
+// names still served the self-signed fallback in mode ACME, and the last error of
+// each. /healthz shows them.
+func (m *Manager) Warnings() []string {
+	var out []string
+	for _, s := range m.Status() {
+		switch {
+		case s.Fallback && s.LastError != "":
+			out = append(out, fmt.Sprintf("tls: %s is served a self-signed certificate until ACME issues one (last error %s: %s)",
+				s.Names[0], s.LastErrorTime.UTC().Format(time.RFC3339), s.LastError))
+		case s.Fallback:
+			out = append(out, fmt.Sprintf("tls: %s is served a self-signed certificate until ACME issues one", s.Names[0]))
+		case s.LastError != "":
+			out = append(out, fmt.Sprintf("tls: %s: %s", strings.Join(s.Names, ", "), s.LastError))
+		}
 	}
 	return out
 }
