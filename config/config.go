@@ -122,6 +122,11 @@ type TLS struct {
 	// certificates. Default: "<data_dir>/acme".
 	ACMECache string `toml:"acme_cache"`
 
+	// ACMECAFile (tls.acme_ca_file) is a PEM file of the roots trusted for the ACME
+	// CA's own HTTPS, for a private CA (step-ca, Pebble); "" trusts the system's.
+	// Default: "".
+	ACMECAFile string `toml:"acme_ca_file"`
+
 	// ExtraNames (tls.extra_names) are more DNS names the certificate covers besides
 	// hostname. Default: [].
 	ExtraNames []string `toml:"extra_names"`

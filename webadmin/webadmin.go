@@ -17,6 +17,10 @@ type Options struct {
 	// Health reports whether the server can do its job (e.g. the store answers);
 	// nil means always healthy.
 	Health func(ctx context.Context) error
+	// Warnings, if set, lists what an operator should know although the server
+	// works (a certificate still self-signed while ACME has not issued one); /healthz
+	// prints them after its first line.
+	Warnings func() []string
 	// MTASTS, if set, serves the MTA-STS policy (see mtasts.go).
 	MTASTS *MTASTS
 	// MXDeliv, if set, receives mail over POST /mxdeliv (package coi/mxdeliv); it
@@ -68,6 +72,11 @@ func New(opts Options) http.Handler {
 			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
+		if opts.Warnings != nil {
+			for _, l := range opts.Warnings() {
+				_, _ = w.Write([]byte("warning: " + l + "\n"))
+			}
+		}
 	})
 	return mux
 }

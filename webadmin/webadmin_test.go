@@ -25,6 +25,8 @@ func TestHandler(t *testing.T) {
 		{"healthy without a check", Options{}, "GET", "/healthz", 200, "ok\n"},
 		{"healthy with a passing check", Options{Health: func(context.Context) error { return nil }}, "GET", "/healthz", 200, "ok\n"},
 		{"unhealthy", Options{Health: failing}, "GET", "/healthz", 503, "unhealthy: store closed\n"},
+		{"healthy with warnings", Options{Warnings: func() []string { return []string{"tls: a", "tls: b"} }}, "GET", "/healthz", 200,
+			"ok\nwarning: tls: a\nwarning: tls: b\n"},
 		{"metrics", Options{Metrics: metrics}, "GET", "/metrics", 200, "coibox_up 1\n"},
 		{"no metrics handler", Options{}, "GET", "/metrics", 404, ""},
 		{"unknown path", Options{Metrics: metrics}, "GET", "/nope", 404, ""},

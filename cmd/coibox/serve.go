@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -101,6 +103,10 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		log.Info("stopped")
 	}()
 
+	acmeRoots, err := loadRoots(cfg.TLS.ACMECAFile)
+	if err != nil {
+		return err
+	}
 	tlsm, err := tlsmgr.New(ctx, tlsmgr.Options{
 		Mode:          tlsmgr.Mode(cfg.TLS.Mode),
 		Hostname:      cfg.Hostname,
@@ -111,6 +117,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		ACMEEmail:     cfg.TLS.ACMEEmail,
 		ACMEDirectory: cfg.TLS.ACMEDirectory,
 		ACMECache:     cfg.TLS.ACMECache,
+		ACMERoots:     acmeRoots,
 		Domains:       func(ctx context.Context) ([]string, error) { return domainNames(ctx, s) },
 		Logger:        log.With("pkg", "tlsmgr"),
 	})
@@ -354,6 +361,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			_, err := s.Domains(ctx)
 			return err
 		},
+		Warnings: tlsm.Warnings,
 		MTASTS: &webadmin.MTASTS{
 			Policy: stsPolicy(cfg),
 			Serves: func(ctx context.Context, domain string) (bool, error) {
@@ -411,6 +419,9 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			_ = wp.Run(queueCtx) // logs its own failures; returns when the context ends
 		}
 	}()
+	// Certificates for the server's names are asked for now, not at the first
+	// handshake, and failed attempts retried.
+	go tlsm.Run(queueCtx)
 	retentionDone := make(chan struct{})
 	go func() {
 		defer close(retentionDone)
@@ -561,3 +572,20 @@ func domainNames(ctx context.Context, s *store.Store) ([]string, error) {
 
 // dnsCacheEntries bounds the resolver's answer cache (a few MiB at most).
 const dnsCacheEntries = 10000
+
+// loadRoots reads a PEM file of CA certificates (tls.acme_ca_file); "" means the
+// system's roots (nil).
+func loadRoots(path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read tls.acme_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("read tls.acme_ca_file: %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
