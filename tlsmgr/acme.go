@@ -17,7 +17,7 @@ import (
 )
 
 // Prefixes of the per-domain web names that mail clients and senders look up.
-var domainPrefixes = []string{"mta-sts.", "autoconfig."}
+var domainPrefixes = []string{"mta-sts.", "autoconfig.", "autodiscover."}
 
 const (
 	// firstACMERetry is the wait after a failed attempt; each further failure doubles
@@ -36,8 +36,8 @@ type obtainState struct {
 	next     time.Time // no new attempt before this, after a failure
 }
 
-// hostPolicy allows certificates for our names and for the MTA-STS and autoconfig
-// names of the domains we serve, so that nobody can make us request certificates for
+// hostPolicy allows certificates for our names and for the MTA-STS, autoconfig and
+// autodiscover names of the domains we serve, so that nobody can make us request certificates for
 // arbitrary names by sending them as SNI.
 func (m *Manager) hostPolicy(ctx context.Context, host string) error {
 	// An HTTP-01 request names the port in Host when the CA was told one, as behind

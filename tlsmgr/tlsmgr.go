@@ -59,7 +59,7 @@ type Options struct {
 	// means a third of their lifetime, at most 30 days (autocert's default).
 	ACMERenewBefore time.Duration
 	// Domains lists the mail domains served; in mode ACME, mta-sts.<domain> and
-	// autoconfig.<domain> may get certificates. It is called during handshakes for
+	// autoconfig.<domain> and autodiscover.<domain> may get certificates. It is called during handshakes for
 	// names with those prefixes, so it should be cheap. May be nil.
 	Domains func(context.Context) ([]string, error)
 	// Logger receives certificate events; nil discards them.

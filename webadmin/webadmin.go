@@ -1,6 +1,7 @@
 // Package webadmin serves coibox's HTTP endpoints: /metrics for Prometheus, /healthz for
-// load balancers and service managers, the MTA-STS policy on mta-sts.<domain>, and the
-// chat onboarding paths (/new); the admin UI and autoconfig come later.
+// load balancers and service managers, the MTA-STS policy on mta-sts.<domain>, client
+// autoconfiguration (Mozilla, Autodiscover, Apple profiles), the chat onboarding paths
+// (/new) and the redirect of plain HTTP to HTTPS; the admin UI comes later.
 package webadmin
 
 import (
@@ -23,6 +24,8 @@ type Options struct {
 	Warnings func() []string
 	// MTASTS, if set, serves the MTA-STS policy (see mtasts.go).
 	MTASTS *MTASTS
+	// Autoconfig, if set, answers mail clients' autoconfiguration (autoconfig.go).
+	Autoconfig *Autoconfig
 	// MXDeliv, if set, receives mail over POST /mxdeliv (package coi/mxdeliv); it
 	// is served over TLS only.
 	MXDeliv http.Handler
@@ -48,6 +51,9 @@ func New(opts Options) http.Handler {
 	}
 	if opts.MTASTS != nil {
 		mux.Handle("GET "+STSPolicyPath, opts.MTASTS.handler(log))
+	}
+	if opts.Autoconfig != nil {
+		opts.Autoconfig.routes(mux, log)
 	}
 	if opts.MXDeliv != nil {
 		// No method in the pattern: other methods get the handler's own 405.

@@ -136,6 +136,36 @@ resolver = %q
 			t.Errorf("IMAPS greeting %q, %v", buf, err)
 		}
 	})
+	t.Run("plain HTTP redirects to HTTPS", func(t *testing.T) {
+		hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+addr(5)+"/new?x=1", nil)
+		req.Host = host
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := fmt.Sprintf("https://%s:%d/new?x=1", host, p[6]); resp.StatusCode != 301 || resp.Header.Get("Location") != want {
+			t.Errorf("%d %q, want 301 %q", resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	})
+	t.Run("autoconfig over HTTPS", func(t *testing.T) {
+		if r := coibox(t, "", "", "--config="+cfg, "domain", "add", "example.org"); r.code != 0 {
+			t.Fatalf("domain add: %d %s", r.code, r.stderr)
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: verified}, Timeout: 10 * time.Second}
+		resp, err := hc.Get("https://" + httpsAddr + "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=alice%40example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{"<hostname>" + host + "</hostname>", fmt.Sprintf("<port>%d</port>", p[4]), fmt.Sprintf("<port>%d</port>", p[2])} {
+			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("%d, want %q in\n%s", resp.StatusCode, want, body)
+			}
+		}
+	})
 	if strings.Contains(srv.stderr.String(), "obtain ACME certificate failed") {
 		t.Errorf("an attempt failed:\n%s", srv.stderr)
 	}

@@ -447,6 +447,8 @@ func newDNSPlan(cfg *config.Config, domain string, keys *dkim.DomainKeys, turnPo
 	}
 	p.items = append(p.items, aliasItem("autoconfig."+d, h, recommended,
 		"Autoconfiguration for Thunderbird and Delta Chat (needed when the web server of "+d+" is not coibox)."))
+	p.items = append(p.items, aliasItem("autodiscover."+d, h, recommended,
+		"Autodiscover for Outlook and other clients that POST to autodiscover."+d+"."))
 
 	// CAA: only where we know which CA issues the certificates.
 	if cfg.TLS.Mode == config.TLSACME {

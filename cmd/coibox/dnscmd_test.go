@@ -93,6 +93,7 @@ func TestDNSPlanPrint(t *testing.T) {
 		"_imap._tcp.example.org. 3600 IN SRV 0 0 0 .",
 		"_imaps._tcp.example.org. 3600 IN SRV 0 1 993 mx.example.org.",
 		"autoconfig.example.org. 3600 IN CNAME mx.example.org.",
+		"autodiscover.example.org. 3600 IN CNAME mx.example.org.",
 		`example.org. 3600 IN CAA 0 issue "letsencrypt.org"`,
 		"; 10.2.0.192.in-addr.arpa. 3600 IN PTR mx.example.org.",
 	} {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -353,6 +354,13 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	if cfg.Chat.MXDelivInbound {
 		mxIn = mxdeliv.NewHandler(mxdeliv.Options{Pipeline: pipeline, MaxBytes: int64(cfg.Limits.MessageSize), Logger: log.With("pkg", "mxdeliv")})
 	}
+	serves := func(ctx context.Context, domain string) (bool, error) {
+		_, err := s.Domain(ctx, domain)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	web := webadmin.New(webadmin.Options{
 		MXDeliv: mxIn,
 		Onboard: onboard,
@@ -362,15 +370,14 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			return err
 		},
 		Warnings: tlsm.Warnings,
-		MTASTS: &webadmin.MTASTS{
-			Policy: stsPolicy(cfg),
-			Serves: func(ctx context.Context, domain string) (bool, error) {
-				_, err := s.Domain(ctx, domain)
-				if errors.Is(err, store.ErrNotFound) {
-					return false, nil
-				}
-				return err == nil, err
-			},
+		MTASTS:   &webadmin.MTASTS{Policy: stsPolicy(cfg), Serves: serves},
+		Autoconfig: &webadmin.Autoconfig{
+			Hostname:    cfg.Hostname,
+			IMAPS:       listenPort(cfg.Listen.IMAPS),
+			IMAP:        listenPort(cfg.Listen.IMAP),
+			Submissions: listenPort(cfg.Listen.Submissions),
+			Submission:  listenPort(cfg.Listen.Submission),
+			Serves:      serves,
 		},
 		Logger: log.With("pkg", "webadmin"),
 	})
@@ -381,8 +388,13 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		}
 		h := web
 		if name == "http" {
-			// ACME HTTP-01 challenges arrive on plain HTTP.
-			h = tlsm.HTTPHandler(web)
+			// With an HTTPS listener, plain HTTP only redirects there (but for the
+			// paths RedirectToHTTPS names); ACME HTTP-01 challenges arrive on it
+			// and are answered first.
+			if cfg.Listen.HTTPS != "" {
+				h = webadmin.RedirectToHTTPS(web, strconv.Itoa(listenPort(cfg.Listen.HTTPS)))
+			}
+			h = tlsm.HTTPHandler(h)
 		} else {
 			if mux != nil {
 				ln = mux.Default()
@@ -588,4 +600,14 @@ func loadRoots(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("read tls.acme_ca_file: %s holds no PEM certificate", path)
 	}
 	return pool, nil
+}
+
+// listenPort is the port of a listen address (":993" → 993), 0 for none.
+func listenPort(addr string) int {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(port)
+	return n
 }
