@@ -24,6 +24,12 @@ var version string
 const usageText = `usage: coibox [--config FILE] COMMAND [ARGS]
 
 Commands:
+  quickstart ADDRESS                 set up a server for ADDRESS's domain in one go:
+                                     config (unless one exists), domain, DKIM keys,
+                                     the account (password printed once), the DNS
+                                     records, checks; flags --hostname, --data-dir,
+                                     --tls acme|selfsigned, --acme-email, --resolver,
+                                     --no-checks; safe to run again
   serve [--log-format text|json]     run every listener until SIGTERM or SIGINT
   account add ADDRESS                add an account; the password is read from stdin
                                      (one line), or generated and printed when stdin
@@ -57,6 +63,8 @@ Commands:
   backup DIR                         copy the database, tls/ and dkim/ into DIR while
                                      the server runs
   verify                             check the store's consistency
+  health [--wait DURATION] [--url U] ask the running server's /healthz (on listen.http);
+                                     exit 0 when healthy
   version                            print the version
 
 --config FILE may come before or after the command's arguments. Without it coibox
@@ -135,6 +143,8 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 	switch name {
 	case "serve":
 		return cmdServe(ctx, e, *configPath, args)
+	case "quickstart":
+		return cmdQuickstart(ctx, e, *configPath, args)
 	case "account", "accounts":
 		return cmdAccount(ctx, e, *configPath, args)
 	case "domain", "domains":
@@ -149,6 +159,8 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 		return cmdBackup(ctx, e, *configPath, args)
 	case "verify":
 		return cmdVerify(ctx, e, *configPath, args)
+	case "health":
+		return cmdHealth(ctx, e, *configPath, args)
 	case "version":
 		if _, err := parseArgs(newFlagSet("version"), args, 0, 0); err != nil {
 			return err

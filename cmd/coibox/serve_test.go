@@ -142,6 +142,12 @@ func TestServe(t *testing.T) {
 		if code, body := httpGet(t, "http://"+l.HTTP+"/healthz"); code != 200 || body != "ok\n" {
 			t.Errorf("/healthz: %d %q", code, body)
 		}
+		if r := coibox(t, "", "", c, "health"); r.code != 0 || r.stdout != "ok\n" {
+			t.Errorf("coibox health: %d %q %q", r.code, r.stdout, r.stderr)
+		}
+		if r := coibox(t, "", "", c, "health", "--url", "http://"+l.HTTP+"/nothing", "--wait", "300ms"); r.code != 1 || !strings.Contains(r.stderr, "404 Not Found") {
+			t.Errorf("coibox health on a wrong URL: %d %q %q", r.code, r.stdout, r.stderr)
+		}
 		code, body := httpGet(t, "http://"+l.HTTP+"/metrics")
 		if code != 200 || !strings.Contains(body, "coibox_store_commit_seconds") || !strings.Contains(body, "go_goroutines") {
 			t.Errorf("/metrics: %d %.300q", code, body)
