@@ -3,7 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
 )
 
 // migrations are applied in order; PRAGMA user_version records how many ran. Never edit
@@ -251,7 +255,17 @@ CREATE INDEX queue_body ON queue (body_id);
 // without cascading, and check every reference before they commit.
 var rebuilds = map[int]bool{2: true}
 
-func migrate(ctx context.Context, db *sql.DB) error {
+// ErrSchemaNewer is returned by Open for a database written by a newer coibox: an
+// older binary must not guess at tables it does not know.
+var ErrSchemaNewer = errors.New("the database was written by a newer coibox")
+
+// SchemaVersion is the schema version this coibox writes.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate brings the database to SchemaVersion. An existing database is first copied
+// to dir/coibox-schema-v<old>-<time>.db (VACUUM INTO, a consistent snapshot), so that
+// an upgrade can be undone by putting that file back under an older binary.
+func migrate(ctx context.Context, db *sql.DB, dir string, now time.Time, log *slog.Logger) error {
 	// One connection for the whole run: PRAGMA foreign_keys is per connection.
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -263,7 +277,15 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this coibox (%d): upgrade coibox", version, len(migrations))
+		return fmt.Errorf("open %s: %w: its schema version is %d, this coibox knows up to %d; run the newer coibox again, or restore a backup made before the upgrade",
+			filepath.Join(dir, DBFile), ErrSchemaNewer, version, len(migrations))
+	}
+	if version > 0 && version < len(migrations) {
+		backup := filepath.Join(dir, fmt.Sprintf("coibox-schema-v%d-%s.db", version, now.UTC().Format("20060102T150405.000Z")))
+		if _, err := conn.ExecContext(ctx, "VACUUM INTO ?", backup); err != nil {
+			return fmt.Errorf("back up before migrating from schema version %d: %w", version, err)
+		}
+		log.Info("store: backed up the database before migrating it", "path", backup, "from", version, "to", len(migrations))
 	}
 	for i := version; i < len(migrations); i++ {
 		if err := applyMigration(ctx, conn, i+1, migrations[i]); err != nil {

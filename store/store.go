@@ -91,7 +91,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if err := migrate(ctx, wdb); err != nil {
+	if err := migrate(ctx, wdb, dir, opts.Now(), opts.Logger); err != nil {
 		wdb.Close()
 		return nil, err
 	}

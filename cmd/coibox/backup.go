@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/coibox/coibox/coi/webpush"
 	"github.com/coibox/coibox/config"
@@ -150,4 +151,93 @@ func cmdVerify(ctx context.Context, e *env, configPath string, args []string) er
 		fmt.Fprintf(e.stdout, "store is consistent: %d accounts, %d messages\n", st.Accounts, st.Messages)
 		return nil
 	})
+}
+
+// cmdRestore is `coibox restore [--force] DIR`: it puts a backup made by `coibox
+// backup` back as the data directory's state. The server must be stopped (restore
+// takes its lock). The backup is checked first (it opens, its schema is one this
+// coibox reads, it is consistent); a data directory that already holds a database is
+// only replaced with --force, and then what it held is moved aside, never deleted.
+func cmdRestore(ctx context.Context, e *env, configPath string, args []string) error {
+	fset := newFlagSet("restore")
+	fset.StringVar(&configPath, "config", configPath, "config file")
+	force := fset.Bool("force", false, "replace the data directory's database, moving it aside")
+	pos, err := parseArgs(fset, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	src := pos[0]
+	cfg, _, err := loadConfig(configPath)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(src, store.DBFile)); err != nil {
+		return fmt.Errorf("restore: %s is not a backup made by coibox backup: %w", src, err)
+	}
+	// Check the backup on a scratch copy: opening may migrate, which must not touch
+	// the backup itself.
+	scratch, err := os.MkdirTemp("", "coibox-restore-check")
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	if err := copyFile(filepath.Join(src, store.DBFile), filepath.Join(scratch, store.DBFile), 0o600); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := checkStore(ctx, scratch); err != nil {
+		return fmt.Errorf("restore: the backup in %s is not usable: %w", src, err)
+	}
+
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer unlock()
+	names := append([]string{store.DBFile, store.DBFile + "-wal", store.DBFile + "-shm"}, backupDirs...)
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, store.DBFile)); err == nil {
+		if !*force {
+			return fmt.Errorf("restore: %s already holds a database; --force replaces it (moving the current state aside, not deleting it)", cfg.DataDir)
+		}
+		aside := filepath.Join(cfg.DataDir, "before-restore-"+time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Mkdir(aside, 0o700); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		for _, n := range names {
+			if err := os.Rename(filepath.Join(cfg.DataDir, n), filepath.Join(aside, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("restore: move %s aside: %w", n, err)
+			}
+		}
+		fmt.Fprintf(e.stdout, "moved the current state aside to %s\n", aside)
+	}
+	for _, n := range append([]string{store.DBFile}, backupDirs...) {
+		from := filepath.Join(src, n)
+		fi, err := os.Stat(from)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		if fi.IsDir() {
+			if _, err := copyTree(from, filepath.Join(cfg.DataDir, n)); err != nil {
+				return fmt.Errorf("restore %s: %w", n, err)
+			}
+		} else if err := copyFile(from, filepath.Join(cfg.DataDir, n), fi.Mode().Perm()|0o600); err != nil {
+			return fmt.Errorf("restore %s: %w", n, err)
+		}
+		fmt.Fprintf(e.stdout, "restored %s\n", n)
+	}
+	return checkStore(ctx, cfg.DataDir)
+}
+
+// checkStore opens the store in dir (migrating it if it is older) and verifies it.
+func checkStore(ctx context.Context, dir string) error {
+	s, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		return err
+	}
+	probs, err := s.Verify(ctx)
+	if err == nil && len(probs) > 0 {
+		err = fmt.Errorf("%d problems, the first: %s", len(probs), probs[0])
+	}
+	return errors.Join(err, s.Close())
 }

@@ -62,6 +62,8 @@ Commands:
                                      sender
   backup DIR                         copy the database, tls/ and dkim/ into DIR while
                                      the server runs
+  restore [--force] DIR              put a backup back (the server stopped); --force
+                                     replaces an existing database, moving it aside
   verify                             check the store's consistency
   health [--wait DURATION] [--url U] ask the running server's /healthz (on listen.http);
                                      exit 0 when healthy
@@ -159,6 +161,8 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 		return cmdBackup(ctx, e, *configPath, args)
 	case "verify":
 		return cmdVerify(ctx, e, *configPath, args)
+	case "restore":
+		return cmdRestore(ctx, e, *configPath, args)
 	case "health":
 		return cmdHealth(ctx, e, *configPath, args)
 	case "version":
