@@ -95,6 +95,10 @@ func startServer(ctx context.Context, o serverOptions) (_ *benchServer, err erro
 	if err := s.writeConfig(); err != nil {
 		return nil, err
 	}
+	// Admin commands refuse a data directory that does not exist.
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+		return nil, err
+	}
 	if err := s.admin(ctx, "", "domain", "add", benchDomain); err != nil {
 		return nil, err
 	}

@@ -59,6 +59,21 @@ func openStore(ctx context.Context, cfg *config.Config, source string, opts stor
 	return s, fresh, nil
 }
 
+// requireDataDir refuses to run an admin command on a data directory that does not
+// exist: that is a wrong --config or data_dir far more often than a wish for an
+// empty server, and creating one silently would hide the mistake. The local profile
+// is exempt (its first command may come before its first serve); serve and
+// quickstart create the directory.
+func requireDataDir(cfg *config.Config, source string) error {
+	if source == config.LocalSource {
+		return nil
+	}
+	if _, err := os.Stat(cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data directory %s (data_dir of %s) does not exist: coibox serve or coibox quickstart creates it; or is this the wrong config?", cfg.DataDir, source)
+	}
+	return nil
+}
+
 // withStore runs fn with the configuration at configPath and the store it names, and
 // closes the store.
 func withStore(ctx context.Context, configPath string, fn func(*config.Config, *store.Store) error) error {
@@ -71,6 +86,15 @@ func withStore(ctx context.Context, configPath string, fn func(*config.Config, *
 
 // withConfigStore is withStore for a configuration already loaded.
 func withConfigStore(ctx context.Context, cfg *config.Config, source string, fn func(*config.Config, *store.Store) error) error {
+	if err := requireDataDir(cfg, source); err != nil {
+		return err
+	}
+	return withNewStore(ctx, cfg, source, fn)
+}
+
+// withNewStore is withConfigStore that may create the data directory: for serve and
+// quickstart only.
+func withNewStore(ctx context.Context, cfg *config.Config, source string, fn func(*config.Config, *store.Store) error) error {
 	s, _, err := openStore(ctx, cfg, source, store.Options{})
 	if err != nil {
 		return err

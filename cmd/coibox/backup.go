@@ -38,6 +38,9 @@ func cmdBackup(ctx context.Context, e *env, configPath string, args []string) er
 			return fmt.Errorf("backup: %s is inside the data directory %s; choose a directory elsewhere", dst, cfg.DataDir)
 		}
 	}
+	if err := requireDataDir(cfg, source); err != nil {
+		return err
+	}
 	s, _, err := openStore(ctx, cfg, source, store.Options{})
 	if err != nil {
 		return err

@@ -100,9 +100,9 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
-// usageError is a mistake in the command line: it is reported with the usage text and
-// exit code 2.
-type usageError struct{ msg string }
+// usageError is a mistake in the command line: it is reported with the usage text (of
+// the command, when it is known) and exit code 2.
+type usageError struct{ msg, command string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -114,14 +114,18 @@ func usagef(format string, args ...any) error {
 func run(ctx context.Context, e *env, args []string) int {
 	err := dispatch(ctx, e, args)
 	var ue *usageError
+	var he *helpError
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &he):
+		fmt.Fprint(e.stdout, commandUsage(he.command))
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(e.stdout, usageText)
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(e.stderr, "coibox: %s\n\n%s", ue.msg, usageText)
+		fmt.Fprintf(e.stderr, "coibox: %s\n\n%s", ue.msg, commandUsage(ue.command))
 		return 2
 	default:
 		// One line: the wrapped chain already reads as a sentence.
@@ -142,29 +146,72 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 		return usagef("no command given")
 	}
 	name, args := args[0], args[1:]
+	err := command(ctx, e, *configPath, name, args)
+	var ue *usageError
+	switch {
+	case name == "help" && len(args) > 0:
+		return &helpError{command: args[0]}
+	case errors.Is(err, flag.ErrHelp) && name != "help":
+		return &helpError{command: name}
+	case errors.As(err, &ue) && ue.command == "" && commandUsage(name) != usageText:
+		ue.command = name
+	}
+	return err
+}
+
+// helpError asks for one command's usage (coibox CMD -h, coibox help CMD).
+type helpError struct{ command string }
+
+func (e *helpError) Error() string { return "help for " + e.command }
+
+// commandUsage is the part of usageText about one command: its lines and their
+// continuations, under the synopsis; the whole text for an unknown command.
+func commandUsage(name string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(usageText, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  "+name+" ") || line == "  "+name:
+			in = true
+		case !strings.HasPrefix(line, "    "):
+			in = false
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		return usageText
+	}
+	return "usage: coibox [--config FILE] " + name + " ...\n\n" + b.String() +
+		"\ncoibox help lists every command.\n"
+}
+
+// command runs the command name with its arguments.
+func command(ctx context.Context, e *env, configPath, name string, args []string) error {
 	switch name {
 	case "serve":
-		return cmdServe(ctx, e, *configPath, args)
+		return cmdServe(ctx, e, configPath, args)
 	case "quickstart":
-		return cmdQuickstart(ctx, e, *configPath, args)
+		return cmdQuickstart(ctx, e, configPath, args)
 	case "account", "accounts":
-		return cmdAccount(ctx, e, *configPath, args)
+		return cmdAccount(ctx, e, configPath, args)
 	case "domain", "domains":
-		return cmdDomain(ctx, e, *configPath, args)
+		return cmdDomain(ctx, e, configPath, args)
 	case "alias", "aliases":
-		return cmdAlias(ctx, e, *configPath, args)
+		return cmdAlias(ctx, e, configPath, args)
 	case "dns":
-		return cmdDNS(ctx, e, *configPath, args)
+		return cmdDNS(ctx, e, configPath, args)
 	case "queue":
-		return cmdQueue(ctx, e, *configPath, args)
+		return cmdQueue(ctx, e, configPath, args)
 	case "backup":
-		return cmdBackup(ctx, e, *configPath, args)
+		return cmdBackup(ctx, e, configPath, args)
 	case "verify":
-		return cmdVerify(ctx, e, *configPath, args)
+		return cmdVerify(ctx, e, configPath, args)
 	case "restore":
-		return cmdRestore(ctx, e, *configPath, args)
+		return cmdRestore(ctx, e, configPath, args)
 	case "health":
-		return cmdHealth(ctx, e, *configPath, args)
+		return cmdHealth(ctx, e, configPath, args)
 	case "version":
 		if _, err := parseArgs(newFlagSet("version"), args, 0, 0); err != nil {
 			return err

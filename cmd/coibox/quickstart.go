@@ -80,7 +80,7 @@ func cmdQuickstart(ctx context.Context, e *env, configPath string, args []string
 		return err
 	}
 	out := e.stdout
-	err = withConfigStore(ctx, cfg, configPath, func(cfg *config.Config, s *store.Store) error {
+	err = withNewStore(ctx, cfg, configPath, func(cfg *config.Config, s *store.Store) error {
 		fmt.Fprintf(out, "data directory: %s\n", cfg.DataDir)
 		if d, err := s.Domain(ctx, domain); err == nil {
 			fmt.Fprintf(out, "domain %s: already served\n\n", domain)

@@ -152,3 +152,23 @@ func TestQuickstartWarnings(t *testing.T) {
 		t.Errorf("a refused quickstart left a config behind: %v", err)
 	}
 }
+
+// TestAdminNeedsDataDir: admin commands refuse a data directory that does not exist
+// (a wrong --config or data_dir), and create nothing; quickstart creates it.
+func TestAdminNeedsDataDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.toml")
+	missing := filepath.Join(dir, "no-such-dir")
+	if err := os.WriteFile(cfg, []byte("hostname = \"mail.example.org\"\ndata_dir = \""+missing+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"domain", "add", "example.org"}, {"account", "list"}, {"verify"}, {"backup", filepath.Join(dir, "bk")}} {
+		r := coibox(t, dir, "", append([]string{"--config", cfg}, args...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "data directory "+missing+" (data_dir of "+cfg+") does not exist: coibox serve or coibox quickstart creates it") {
+			t.Errorf("%v: %d %q", args, r.code, r.stderr)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a refused command created the data directory: %v", err)
+	}
+}

@@ -93,6 +93,10 @@ mode = "selfsigned"
 turn_listen = ""
 `, hostname, filepath.Join(work, "data"), dns.Addr(), smtp, submission, submissions, imap, imaps, httpAddr, httpsAddr))
 
+	// Admin commands refuse a data directory that does not exist.
+	if err := os.MkdirAll(filepath.Join(work, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	passwords := map[string]string{}
 	for _, u := range users {
 		passwords[u] = randomPassword(t)

@@ -63,6 +63,10 @@ func newChatHost(t *testing.T, dir, ip, domain string, ca *testutil.CA, dns *dns
 		t.Fatal(err)
 	}
 	h.writeConfig(t, true)
+	// Admin commands refuse a data directory that does not exist.
+	if err := os.MkdirAll(h.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	coibox(t, h.config, "", "domain", "add", "--chatmail", domain)
 	coibox(t, h.config, "", "domain", "set", domain, "localpart_len=3..20", "resource_guard=off")
 	n := 0

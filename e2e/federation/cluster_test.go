@@ -165,6 +165,10 @@ max_retry = "2s"
 	if err := os.WriteFile(p.config, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Admin commands refuse a data directory that does not exist.
+	if err := os.MkdirAll(p.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	p.mustAdmin(t, "", "domain", "add", domain)
 	for _, u := range users {
 		a := u + "@" + domain

@@ -131,6 +131,11 @@ func ServerConfig(t testing.TB, extra string) (path, dataDir string, l Listeners
 	t.Helper()
 	dir := t.TempDir()
 	dataDir = filepath.Join(dir, "data")
+	// Made here, as install.sh or quickstart would: admin commands refuse a data
+	// directory that does not exist, and tests often add domains before serving.
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatalf("make data directory: %v", err)
+	}
 	p := FreePorts(t, 6)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
 	l = Listeners{addr(0), addr(1), addr(2), addr(3), addr(4), addr(5)}
