@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"strings"
@@ -94,6 +95,25 @@ type Listen struct {
 	// HTTPS (listen.https) serves the web admin, MTA-STS policy and autoconfig.
 	// Default: ":443".
 	HTTPS string `toml:"https"`
+
+	// TrustedProxies (listen.trusted_proxies) are the addresses or networks (CIDR) of
+	// reverse proxies in front of the HTTP listeners: only from them are the
+	// X-Forwarded-For and X-Forwarded-Proto headers believed. Default: [].
+	TrustedProxies []string `toml:"trusted_proxies"`
+}
+
+// ParsePrefixes reads listen.trusted_proxies: addresses (a /32 or /128) or CIDR
+// networks. Validate has checked them.
+func ParsePrefixes(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out
 }
 
 // TLS ([tls]) says where certificates come from.

@@ -26,7 +26,7 @@ func TestLocal(t *testing.T) {
 		HTTP:        "127.0.0.1:8080",
 		HTTPS:       "",
 	}
-	if c.Listen != want {
+	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("Listen = %+v, want %+v", c.Listen, want)
 	}
 	if c.Hostname != "localhost" || c.DataDir != "./coibox-data" || c.TLS.Mode != TLSSelfSigned {
@@ -55,7 +55,7 @@ message_size = "10MiB"
 	if c.Hostname != "mail.example.org" {
 		t.Errorf("hostname = %q, want it normalized to mail.example.org", c.Hostname)
 	}
-	if c.Listen != d.Listen {
+	if !reflect.DeepEqual(c.Listen, d.Listen) {
 		t.Errorf("listen = %+v, want defaults %+v", c.Listen, d.Listen)
 	}
 	if c.TLS.ACMECache != filepath.Join("/srv/coibox", "acme") {
@@ -254,6 +254,8 @@ func TestErrors(t *testing.T) {
 			[]string{`tls.mode: "letsencrypt" is not one of "selfsigned", "acme" or "files"`}},
 		{"acme localhost", "hostname = \"localhost\"\n[tls]\nmode = \"acme\"",
 			[]string{`hostname: "localhost" cannot get a certificate from an ACME CA`}},
+		{"trusted proxy", "[listen]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"nginx\"]",
+			[]string{`listen.trusted_proxies: "nginx" is neither an IP address nor a CIDR network`}},
 		{"acme directory", "hostname = \"mail.example.org\"\n[tls]\nmode = \"acme\"\nacme_directory = \"letsencrypt\"",
 			[]string{`tls.acme_directory: "letsencrypt" is not an https URL`}},
 		{"extra names not a list", "[tls]\nextra_names = \"a.example\"",
@@ -569,6 +571,19 @@ func TestUnderscoreNames(t *testing.T) {
 	for _, h := range []string{"a._b.example", "_.example", "__x.example"} {
 		if _, err := Parse("t", []byte("hostname = \""+h+"\"\n")); err == nil {
 			t.Errorf("hostname %q accepted", h)
+		}
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	got := ParsePrefixes([]string{"127.0.0.1", "::1", "10.1.2.3/8", "::ffff:192.0.2.1"})
+	want := []string{"127.0.0.1/32", "::1/128", "10.0.0.0/8", "192.0.2.1/32"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("%d: %v, want %s", i, got[i], want[i])
 		}
 	}
 }

@@ -88,6 +88,13 @@ func (c *Config) check() []error {
 		}
 		used = append(used, bound{l.key, host, port})
 	}
+	for _, p := range c.Listen.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			if _, err := netip.ParseAddr(p); err != nil {
+				bad("listen.trusted_proxies", "%q is neither an IP address nor a CIDR network", p)
+			}
+		}
+	}
 
 	// TLS.
 	oneOf("tls.mode", c.TLS.Mode, TLSSelfSigned, TLSACME, TLSFiles)

@@ -2,6 +2,7 @@ package webadmin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -311,11 +312,15 @@ func TestRedirectToHTTPS(t *testing.T) {
 		{"health probe", "GET", "/healthz", "127.0.0.1:80", "443", 200, ""},
 		{"metrics", "GET", "/metrics", "127.0.0.1:80", "443", 200, ""},
 		{"no host", "GET", "/", "", "443", 400, ""},
+		{"HTTPS at a trusted proxy", "GET", "/new", "example.org", "443", 200, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := httptest.NewRequest(tt.method, tt.url, nil)
 			req.Host = tt.host
+			if strings.HasPrefix(tt.name, "HTTPS at") {
+				req.TLS = &tls.ConnectionState{} // as TrustProxies sets it
+			}
 			rec := httptest.NewRecorder()
 			RedirectToHTTPS(next, tt.port).ServeHTTP(rec, req)
 			if rec.Code != tt.code || rec.Header().Get("Location") != tt.location {
@@ -361,4 +366,3 @@ func FuzzAutoconfig(f *testing.F) {
 		}
 	})
 }
-

@@ -18,6 +18,10 @@ var plainHTTPPaths = []string{STSPolicyPath, "/healthz", "/metrics"}
 // the URL when it is 443 (or "").
 func RedirectToHTTPS(next http.Handler, httpsPort string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil { // HTTPS at a trusted proxy in front (TrustProxies)
+			next.ServeHTTP(w, r)
+			return
+		}
 		for _, p := range plainHTTPPaths {
 			if r.URL.Path == p {
 				next.ServeHTTP(w, r)

@@ -395,7 +395,10 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 				h = webadmin.RedirectToHTTPS(web, strconv.Itoa(listenPort(cfg.Listen.HTTPS)))
 			}
 			h = tlsm.HTTPHandler(h)
-		} else {
+		}
+		// Outermost: what a trusted proxy says about the client holds for all the rest.
+		h = webadmin.TrustProxies(h, config.ParsePrefixes(cfg.Listen.TrustedProxies))
+		if name == "https" {
 			if mux != nil {
 				ln = mux.Default()
 				wg.Go(func() {
