@@ -15,7 +15,7 @@
 //                         is skipped without it
 // COIBOX_CHATMAIL=1       the domain is a chatmail domain: scenario 8 gets accounts
 //                         from its /new, on
-// COIBOX_HTTP_PORT        the plain HTTP port (POST /new with the domain as Host)
+// COIBOX_HTTP_PORT        the plain HTTP port
 // COIBOX_BIN, COIBOX_CONFIG
 //                         the coibox binary and its config: scenario 8 checks that
 //                         `coibox account list` shows the accounts (skipped if unset)
@@ -279,13 +279,13 @@ describe(`coibox with Delta Chat core`, () => {
   });
 
   scenario("8. accounts from /new: three devices configure from its dclogin_url", async () => {
-    const httpPort = port("COIBOX_HTTP_PORT");
+    const httpsPort = port("COIBOX_HTTPS_PORT");
     // Each new device reaches the server through other listeners.
     const via = [["imaps", "submissions"], ["imap", "submission"], ["imaps", "submission"]];
     const news = await Promise.all(via.map(async ([imap, smtp], i) => {
       const name = `new${i + 1}`;
       let start = Date.now();
-      const r = await postNew(HOST, httpPort, DOMAIN);
+      const r = await postNew(HOST, httpsPort, DOMAIN);
       record("8", `POST /new for ${name}`, Date.now() - start);
       assert.equal(r.status, 200, `POST /new: ${r.status} ${JSON.stringify(r.json)}`);
       assert.match(r.type, /^application\/json/);

@@ -17,7 +17,7 @@ import { it, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
@@ -446,12 +446,14 @@ export async function exchange(scenarioNo, from, fromChat, to, label = "") {
   return { ...got, sent };
 }
 
-// postNew POSTs an empty body to http://host:port/new with the Host header of domain,
+// postNew POSTs an empty body to https://host:port/new with the SNI and Host of domain,
 // as Delta Chat does with a DCACCOUNT URL, and returns the status and the parsed JSON.
+// (The test server's certificate is self-signed; plain HTTP would only redirect.)
 export function postNew(host, port, domain) {
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host, port, method: "POST", path: "/new", headers: { Host: domain, "Content-Length": 0 }, timeout: 10000 },
+    const req = https.request(
+      { host, port, servername: domain, rejectUnauthorized: false, method: "POST", path: "/new",
+        headers: { Host: domain, "Content-Length": 0 }, timeout: 10000 },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
