@@ -33,6 +33,10 @@ type Autoconfig struct {
 	Hostname string
 	// Ports of the listeners; 0 means not offered.
 	IMAPS, IMAP, Submissions, Submission int
+	// ALPN443 is the HTTPS port when it carries IMAP and submission too (by ALPN,
+	// chat.alpn443), 0 otherwise: Mozilla's answer lists it last for both, as the way
+	// through networks that let nothing else out (chatmail §5).
+	ALPN443 int
 	// Serves reports whether domain is one of the server's mail domains: nothing is
 	// said about other domains.
 	Serves func(ctx context.Context, domain string) (bool, error)
@@ -152,6 +156,10 @@ func (a *Autoconfig) mozilla(log *slog.Logger) http.HandlerFunc {
 		}
 		if a.Submission != 0 {
 			c.Provider.Outgoing = append(c.Provider.Outgoing, server("smtp", a.Submission, "STARTTLS"))
+		}
+		if a.ALPN443 != 0 {
+			c.Provider.Incoming = append(c.Provider.Incoming, server("imap", a.ALPN443, "SSL"))
+			c.Provider.Outgoing = append(c.Provider.Outgoing, server("smtp", a.ALPN443, "SSL"))
 		}
 		writeXML(w, "application/xml", c)
 	}

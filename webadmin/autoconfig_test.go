@@ -58,6 +58,21 @@ func get(h http.Handler, method, url, host, body string) *httptest.ResponseRecor
 	return rec
 }
 
+// TestMozillaAutoconfigALPN443: with IMAP and submission on 443 too, both are listed
+// last (chatmail §5).
+func TestMozillaAutoconfigALPN443(t *testing.T) {
+	serves := func(context.Context, string) (bool, error) { return true, nil }
+	h := New(Options{Autoconfig: &Autoconfig{Hostname: "mail.example.org", IMAPS: 993, Submissions: 465, ALPN443: 443, Serves: serves}})
+	var c thunderbirdConfig
+	if err := xml.Unmarshal(get(h, "GET", "/mail/config-v1.1.xml", "autoconfig.example.org", "").Body.Bytes(), &c); err != nil {
+		t.Fatal(err)
+	}
+	in, out := c.Provider.Incoming, c.Provider.Outgoing
+	if len(in) != 2 || in[1].Port != 443 || in[1].Socket != "SSL" || len(out) != 2 || out[1].Port != 443 || out[1].Socket != "SSL" || out[1].Type != "smtp" {
+		t.Errorf("servers %+v %+v", in, out)
+	}
+}
+
 func TestMozillaAutoconfig(t *testing.T) {
 	h := testAutoconfig()
 	tests := []struct {

@@ -377,6 +377,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 			IMAP:        listenPort(cfg.Listen.IMAP),
 			Submissions: listenPort(cfg.Listen.Submissions),
 			Submission:  listenPort(cfg.Listen.Submission),
+			ALPN443:     alpn443Port(cfg),
 			Serves:      serves,
 		},
 		Logger: log.With("pkg", "webadmin"),
@@ -613,4 +614,12 @@ func listenPort(addr string) int {
 	}
 	n, _ := strconv.Atoi(port)
 	return n
+}
+
+// alpn443Port is the HTTPS port when it carries IMAP and submission as well.
+func alpn443Port(cfg *config.Config) int {
+	if !cfg.Chat.ALPN443 {
+		return 0
+	}
+	return listenPort(cfg.Listen.HTTPS)
 }
