@@ -221,7 +221,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "coibench chat: stop server: %v\n", err)
 		}
 	}()
-	rep := &chatReport{Target: srv.addr.IMAPS, Submissions: srv.addr.Submissions, HTTPS: srv.https, Domain: chatDomain, ServerPID: srv.proc.Pid(), CPUs: runtime.NumCPU()}
+	rep := &chatReport{Target: srv.addr.IMAPS, Submissions: srv.addr.Submissions, HTTPS: srv.addr.HTTPS, Domain: chatDomain, ServerPID: srv.proc.Pid(), CPUs: runtime.NumCPU()}
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "coibench chat: "+format+"\n", args...)
 	}
@@ -245,7 +245,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	var mx *mxClient
 	if f.ingest > 0 || f.mxMessages > 0 {
-		mx = newMXClient(srv.https, f.mxHTTP, f.ingestConc, f.timeout)
+		mx = newMXClient(srv.addr.HTTPS, f.mxHTTP, f.ingestConc, f.timeout)
 		defer mx.close()
 	}
 	if f.ingest > 0 && len(accounts) > 0 {

@@ -60,7 +60,6 @@ type benchServer struct {
 	config  string
 	dataDir string
 	addr    testutil.Listeners
-	https   string // listen.https, "" unless opts.chatmail
 	dns     *stubDNS
 	proc    *testutil.ServerProc
 	logFile *os.File
@@ -151,7 +150,7 @@ func (s *benchServer) writeConfig() error {
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
 	s.addr = testutil.Listeners{SMTP: addr(0), Submission: addr(1), Submissions: addr(2), IMAP: addr(3), IMAPS: addr(4), HTTP: addr(5)}
 	if s.opts.chatmail {
-		s.https = addr(6)
+		s.addr.HTTPS = addr(6)
 	}
 	limits := fmt.Sprintf("imap_connections_per_ip = %d\n", max(2000, s.opts.imapPerIP))
 	if s.opts.imapPerAccount > 0 {
@@ -168,15 +167,7 @@ func (s *benchServer) writeConfig() error {
 data_dir = %q
 log_level = %q
 
-[listen]
-smtp = %q
-submission = %q
-submissions = %q
-imap = %q
-imaps = %q
-http = %q
-https = %q
-
+%s
 [tls]
 mode = "selfsigned"
 
@@ -187,7 +178,7 @@ resolver = %q
 smtp_connections = 4000
 smtp_connections_per_ip = 2000
 %s%s
-`, s.dataDir, level, s.addr.SMTP, s.addr.Submission, s.addr.Submissions, s.addr.IMAP, s.addr.IMAPS, s.addr.HTTP, s.https, s.dns.addr, limits, s.opts.limits)
+`, s.dataDir, level, s.addr.TOML(), s.dns.addr, limits, s.opts.limits)
 	if s.opts.chatmail {
 		// Every first login comes from 127.0.0.1, one /24.
 		text += "\n[chat]\nturn_listen = \"\"\naccounts_per_network = 100000\n"

@@ -31,7 +31,8 @@ func TestServeACME(t *testing.T) {
 	dns.Add(host + ". 60 IN A 127.0.0.1")
 	p := testutil.FreePorts(t, 7)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
-	smtpAddr, subsAddr, imapsAddr, httpsAddr := addr(0), addr(2), addr(4), addr(6)
+	listeners := testutil.Listeners{SMTP: addr(0), Submission: addr(1), Submissions: addr(2), IMAP: addr(3), IMAPS: addr(4), HTTP: addr(5), HTTPS: addr(6)}
+	smtpAddr, subsAddr, imapsAddr, httpsAddr := listeners.SMTP, listeners.Submissions, listeners.IMAPS, listeners.HTTPS
 	pebble := testutil.StartPebble(t, testutil.PebbleOptions{DNS: dns.Addr(), HTTPPort: p[5], TLSPort: p[6]})
 
 	dir := t.TempDir()
@@ -40,15 +41,7 @@ func TestServeACME(t *testing.T) {
 data_dir = %q
 log_level = "debug"
 
-[listen]
-smtp = %q
-submission = %q
-submissions = %q
-imap = %q
-imaps = %q
-http = %q
-https = %q
-
+%s
 [tls]
 mode = "acme"
 acme_directory = %q
@@ -56,8 +49,7 @@ acme_ca_file = %q
 
 [dns]
 resolver = %q
-`, host, filepath.Join(dir, "data"), addr(0), addr(1), addr(2), addr(3), addr(4), addr(5), addr(6),
-		pebble.DirectoryURL, pebble.CAFile, dns.Addr())
+`, host, filepath.Join(dir, "data"), listeners.TOML(), pebble.DirectoryURL, pebble.CAFile, dns.Addr())
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}

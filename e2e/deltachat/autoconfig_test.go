@@ -47,33 +47,8 @@ func TestDeltaChatAutoconfig(t *testing.T) {
 	addr := func(i int) string { return fmt.Sprintf("%s:%d", acIP, p[i]) }
 	smtp, submission, submissions, imap, imaps, httpAddr := addr(0), addr(1), addr(2), addr(3), addr(4), addr(5)
 	httpsAddr := acIP + ":443"
-	dns := dnstest.New(t)
-	cfg := filepath.Join(work, "coibox.toml")
-	writeFile(t, cfg, fmt.Sprintf(`hostname = %q
-data_dir = %q
-log_level = "debug"
-
-[dns]
-resolver = %q
-
-[listen]
-smtp = %q
-submission = %q
-submissions = %q
-imap = %q
-imaps = %q
-http = %q
-https = %q
-
-[tls]
-mode = "selfsigned"
-
-[chat]
-turn_listen = ""
-`, acHostname, filepath.Join(work, "data"), dns.Addr(), smtp, submission, submissions, imap, imaps, httpAddr, httpsAddr))
-	if err := os.MkdirAll(filepath.Join(work, "data"), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHostConfig(t, work, acHostname, dnstest.New(t), testutil.Listeners{SMTP: smtp, Submission: submission,
+		Submissions: submissions, IMAP: imap, IMAPS: imaps, HTTP: httpAddr, HTTPS: httpsAddr})
 	coibox(t, cfg, "", "domain", "add", acDomain)
 	password := randomPassword(t)
 	coibox(t, cfg, password+"\n", "account", "add", "alice@"+acDomain)

@@ -66,37 +66,10 @@ func runDeltaChat(t *testing.T, chatmail bool) {
 	smtp, submission, submissions, imap, imaps, httpAddr, httpsAddr := addr(0), addr(1), addr(2), addr(3), addr(4), addr(5), addr(6)
 	// DNS goes to an in-process server that knows no names: every lookup the server
 	// makes (there should be none for local mail) fails fast and offline.
-	dns := dnstest.New(t)
-	cfg := filepath.Join(work, "coibox.toml")
 	// listen.https carries IMAP and submission as well, by ALPN (chat.alpn443 is on
 	// by default): scenario 9's device uses nothing else.
-	writeFile(t, cfg, fmt.Sprintf(`hostname = %q
-data_dir = %q
-log_level = "debug"
-
-[dns]
-resolver = %q
-
-[listen]
-smtp = %q
-submission = %q
-submissions = %q
-imap = %q
-imaps = %q
-http = %q
-https = %q
-
-[tls]
-mode = "selfsigned"
-
-[chat]
-turn_listen = ""
-`, hostname, filepath.Join(work, "data"), dns.Addr(), smtp, submission, submissions, imap, imaps, httpAddr, httpsAddr))
-
-	// Admin commands refuse a data directory that does not exist.
-	if err := os.MkdirAll(filepath.Join(work, "data"), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeHostConfig(t, work, hostname, dnstest.New(t), testutil.Listeners{SMTP: smtp, Submission: submission,
+		Submissions: submissions, IMAP: imap, IMAPS: imaps, HTTP: httpAddr, HTTPS: httpsAddr})
 	passwords := map[string]string{}
 	for _, u := range users {
 		passwords[u] = randomPassword(t)
@@ -142,6 +115,34 @@ turn_listen = ""
 	}
 	srv.stop(t)
 	srv.verify(t)
+}
+
+// writeHostConfig writes work/coibox.toml for a one-host test: hostname, data in
+// work/data (made here: admin commands refuse a missing one), the listeners, a
+// self-signed certificate, no TURN, and DNS from dns, an in-process server that
+// knows no names, so that every lookup the server makes (there should be none for
+// local mail) fails fast and offline. It returns the config's path.
+func writeHostConfig(t *testing.T, work, hostname string, dns *dnstest.Server, l testutil.Listeners) string {
+	t.Helper()
+	cfg := filepath.Join(work, "coibox.toml")
+	writeFile(t, cfg, fmt.Sprintf(`hostname = %q
+data_dir = %q
+log_level = "debug"
+
+[dns]
+resolver = %q
+
+%s
+[tls]
+mode = "selfsigned"
+
+[chat]
+turn_listen = ""
+`, hostname, filepath.Join(work, "data"), dns.Addr(), l.TOML()))
+	if err := os.MkdirAll(filepath.Join(work, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // needNode skips the test when setup.sh has not installed the Delta Chat core and

@@ -92,15 +92,7 @@ func (h *chatHost) writeConfig(t *testing.T, mxdelivInbound bool) {
 data_dir = %q
 log_level = "debug"
 
-[listen]
-smtp = %q
-submission = %q
-submissions = %q
-imap = %q
-imaps = %q
-http = %q
-https = %q
-
+%s
 [tls]
 mode = "files"
 cert_file = %q
@@ -118,7 +110,8 @@ max_retry = "2s"
 [chat]
 turn_listen = ""
 mxdeliv_inbound = %t
-`, h.name, h.dataDir, h.smtp, h.submission, h.submissions, h.imap, h.imaps, h.http, h.https,
+`, h.name, h.dataDir, testutil.Listeners{SMTP: h.smtp, Submission: h.submission, Submissions: h.submissions,
+		IMAP: h.imap, IMAPS: h.imaps, HTTP: h.http, HTTPS: h.https}.TOML(),
 		h.certFile, h.keyFile, h.dnsAddr, h.smtpPort, h.ip, mxdelivInbound))
 }
 

@@ -118,9 +118,17 @@ func MainWithBinary(m *testing.M, pkg string, bin *string) int {
 	return m.Run()
 }
 
-// Listeners are the addresses a test server listens on, all on 127.0.0.1.
+// Listeners are the addresses a test server listens on.
 type Listeners struct {
 	SMTP, Submission, Submissions, IMAP, IMAPS, HTTP string
+	// HTTPS is "" (off) unless the test gives it.
+	HTTPS string
+}
+
+// TOML is the config's [listen] table for l.
+func (l Listeners) TOML() string {
+	return fmt.Sprintf("[listen]\nsmtp = %q\nsubmission = %q\nsubmissions = %q\nimap = %q\nimaps = %q\nhttp = %q\nhttps = %q\n",
+		l.SMTP, l.Submission, l.Submissions, l.IMAP, l.IMAPS, l.HTTP, l.HTTPS)
 }
 
 // ServerConfig writes a coibox config file into a fresh temporary directory: data in
@@ -138,23 +146,15 @@ func ServerConfig(t testing.TB, extra string) (path, dataDir string, l Listeners
 	}
 	p := FreePorts(t, 6)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
-	l = Listeners{addr(0), addr(1), addr(2), addr(3), addr(4), addr(5)}
+	l = Listeners{SMTP: addr(0), Submission: addr(1), Submissions: addr(2), IMAP: addr(3), IMAPS: addr(4), HTTP: addr(5)}
 	text := fmt.Sprintf(`hostname = "localhost"
 data_dir = %q
 log_level = "debug"
 
-[listen]
-smtp = %q
-submission = %q
-submissions = %q
-imap = %q
-imaps = %q
-http = %q
-https = ""
-
+%s
 [tls]
 mode = "selfsigned"
-%s`, dataDir, l.SMTP, l.Submission, l.Submissions, l.IMAP, l.IMAPS, l.HTTP, extra)
+%s`, dataDir, l.TOML(), extra)
 	path = filepath.Join(dir, "coibox.toml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatalf("write config: %v", err)
