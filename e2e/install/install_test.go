@@ -14,11 +14,10 @@ import (
 	"github.com/coibox/coibox/internal/testutil"
 )
 
-// The Debian release the root is made of, and its mirror.
-const (
-	suite  = "bookworm"
-	mirror = "http://deb.debian.org/debian"
-)
+// The Debian releases install.sh is tested on (12 and 13), and their mirror.
+var suites = []string{"bookworm", "trixie"}
+
+const mirror = "http://deb.debian.org/debian"
 
 var coiboxBin string
 
@@ -58,7 +57,7 @@ func must(t *testing.T, timeout time.Duration, name string, args ...string) stri
 
 // debianRoot returns a fresh copy of a minimal Debian root with systemd, made once
 // per machine with debootstrap and kept under the cache directory.
-func debianRoot(t *testing.T) string {
+func debianRoot(t *testing.T, suite string) string {
 	t.Helper()
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		must(t, 10*time.Minute, "apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "debootstrap", "systemd-container")
@@ -163,11 +162,18 @@ func boot(t *testing.T, root string) (*machine, bool, string) {
 	return nil, false, "systemd did not come up within 60 s: " + log.String()
 }
 
-// TestInstall installs coibox with install.sh, upgrades it (with a backup), rolls a
-// broken upgrade back, and uninstalls it, keeping then purging the data.
+// TestInstall installs coibox with install.sh on each Debian release, upgrades it
+// (with a backup), rolls a broken upgrade back, and uninstalls it, keeping then
+// purging the data.
 func TestInstall(t *testing.T) {
 	needRoot(t)
-	root := debianRoot(t)
+	for _, suite := range suites {
+		t.Run(suite, func(t *testing.T) { testInstall(t, suite) })
+	}
+}
+
+func testInstall(t *testing.T, suite string) {
+	root := debianRoot(t, suite)
 	src := filepath.Join(root, "opt/coibox")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		t.Fatal(err)
