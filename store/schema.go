@@ -248,6 +248,29 @@ CREATE INDEX push_jobs_due ON push_jobs (next_attempt);
 CREATE INDEX messages_body ON messages (body_id);
 CREATE INDEX queue_body ON queue (body_id);
 `,
+	// 6: the web admin: its one password, its sessions (by a hash of the cookie, so a
+	// copy of the database opens none), and the audit log of what was done there.
+	`
+CREATE TABLE web_admin (
+	id       INTEGER PRIMARY KEY CHECK (id = 1),
+	pw_hash  TEXT NOT NULL,
+	changed  INTEGER NOT NULL
+);
+CREATE TABLE web_sessions (
+	token_hash BLOB PRIMARY KEY,
+	csrf       TEXT NOT NULL,
+	created    INTEGER NOT NULL,
+	seen       INTEGER NOT NULL
+);
+CREATE TABLE audit (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	at      INTEGER NOT NULL,
+	actor   TEXT NOT NULL,
+	remote  TEXT NOT NULL,
+	action  TEXT NOT NULL,
+	detail  TEXT NOT NULL
+);
+`,
 }
 
 // rebuilds are the migrations (by number) that rebuild tables other tables refer to;
