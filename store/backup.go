@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Backup writes a consistent copy of the database to dir/coibox.db while the store
@@ -134,4 +135,18 @@ func (s *Store) Stats(ctx context.Context) (*Stats, error) {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	return &st, nil
+}
+
+// QueueSummary counts the queued messages and finds the oldest one's arrival (zero
+// when the queue is empty), for the admin dashboard.
+func (s *Store) QueueSummary(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullInt64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*), min(created) FROM queue").Scan(&n, &oldest); err != nil {
+		return 0, time.Time{}, fmt.Errorf("summarise queue: %w", err)
+	}
+	if !oldest.Valid {
+		return n, time.Time{}, nil
+	}
+	return n, time.Unix(oldest.Int64, 0), nil
 }

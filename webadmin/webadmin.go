@@ -1,7 +1,7 @@
 // Package webadmin serves coibox's HTTP endpoints: /metrics for Prometheus, /healthz for
 // load balancers and service managers, the MTA-STS policy on mta-sts.<domain>, client
 // autoconfiguration (Mozilla, Autodiscover, Apple profiles), the chat onboarding paths
-// (/new) and the redirect of plain HTTP to HTTPS; the admin UI comes later.
+// (/new), the redirect of plain HTTP to HTTPS, and the admin UI (/admin).
 package webadmin
 
 import (
@@ -26,6 +26,8 @@ type Options struct {
 	MTASTS *MTASTS
 	// Autoconfig, if set, answers mail clients' autoconfiguration (autoconfig.go).
 	Autoconfig *Autoconfig
+	// Admin, if set, serves the admin UI under /admin (admin.go).
+	Admin *Admin
 	// MXDeliv, if set, receives mail over POST /mxdeliv (package coi/mxdeliv); it
 	// is served over TLS only.
 	MXDeliv http.Handler
@@ -39,8 +41,18 @@ type Options struct {
 // answer a trivial read is not healthy, whatever it answers eventually.
 const healthTimeout = 2 * time.Second
 
-// New returns the HTTP handler for the endpoints in opts.
+// New returns the HTTP handler for the endpoints in opts. It fails only if the
+// admin UI's embedded templates do not parse.
 func New(opts Options) http.Handler {
+	h, err := NewHandler(opts)
+	if err != nil {
+		panic(err) // the templates are part of the binary: a test catches this
+	}
+	return h
+}
+
+// NewHandler is New, returning the error.
+func NewHandler(opts Options) (http.Handler, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -54,6 +66,11 @@ func New(opts Options) http.Handler {
 	}
 	if opts.Autoconfig != nil {
 		opts.Autoconfig.routes(mux, log)
+	}
+	if opts.Admin != nil {
+		if err := opts.Admin.routes(mux, opts.Health, log); err != nil {
+			return nil, err
+		}
 	}
 	if opts.MXDeliv != nil {
 		// No method in the pattern: other methods get the handler's own 405.
@@ -84,7 +101,7 @@ func New(opts Options) http.Handler {
 			}
 		}
 	})
-	return mux
+	return mux, nil
 }
 
 // tlsOnly refuses requests that did not come over TLS: mail must not travel, or be

@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/tls"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,10 +23,9 @@ import (
 
 // TestFail2banFilter runs Debian's fail2ban-regex with the shipped filter
 // (contrib/fail2ban/coibox.conf) over the log of a real server, in both log formats,
-// after failed SMTP AUTH (587 after STARTTLS, 465) and IMAP LOGIN (143 after STARTTLS,
-// 993) from different addresses: it must find exactly those addresses, never one
-// written into an account name, and no successful login. (coibox has no web login yet,
-// so there is no web line to try.)
+// after failed SMTP AUTH (587 after STARTTLS, 465), IMAP LOGIN (143 after STARTTLS,
+// 993) and admin page logins from different addresses: it must find exactly those
+// addresses, never one written into an account name, and no successful login.
 func TestFail2banFilter(t *testing.T) {
 	f2b, err := exec.LookPath("fail2ban-regex")
 	if err != nil {
@@ -41,6 +42,7 @@ func TestFail2banFilter(t *testing.T) {
 			runSteps(t, "", []step{
 				{name: "domain add", args: []string{"domain", "add", "example.org", c}},
 				{name: "account add", args: []string{"account", "add", "alice@example.org", c}, stdin: "alice password\n"},
+				{name: "admin passwd", args: []string{"admin", "passwd", c}, stdin: "the admin password\n"},
 			})
 			srv := startServer(t, cfg, "--log-format", format)
 			tlsc := &tls.Config{InsecureSkipVerify: true} // the test server's self-signed certificate
@@ -91,6 +93,22 @@ func TestFail2banFilter(t *testing.T) {
 			imapLogin("127.0.0.4", l.IMAP, false, "alice@example.org", wrong, false)
 			imapLogin("127.0.0.5", l.IMAPS, true, `y","remote":"192.0.2.10`, wrong, false)
 			imapLogin("127.0.0.6", l.IMAPS, true, "alice@example.org", "alice password", true)
+			webLogin := func(ip, pass string, want int) {
+				t.Helper()
+				hc := &http.Client{Timeout: 10 * time.Second,
+					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+					Transport:     &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}}
+				resp, err := hc.PostForm("http://"+l.HTTP+"/admin/login", url.Values{"password": {pass}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Fatalf("admin login from %s: %d, want %d", ip, resp.StatusCode, want)
+				}
+			}
+			webLogin("127.0.0.7", wrong, 401)
+			webLogin("127.0.0.6", "the admin password", 303)
 			srv.stop(t, syscall.SIGTERM)
 
 			logs := srv.stderr.String()
@@ -115,7 +133,7 @@ func TestFail2banFilter(t *testing.T) {
 					t.Errorf("fail2ban-regex read the time of the failure from %s as %s", m[1], m[2])
 				}
 			}
-			if want := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}; !slices.Equal(got, want) {
+			if want := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.7"}; !slices.Equal(got, want) {
 				t.Errorf("fail2ban-regex found %q, want %q\n%s\nlog:\n%s", got, want, out, logs)
 			}
 		})

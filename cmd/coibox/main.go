@@ -62,6 +62,10 @@ Commands:
                                      sender
   backup DIR                         copy the database, tls/ and dkim/ into DIR while
                                      the server runs
+  admin setup-link                   print a new one-time link to the admin page's
+                                     first run (while no admin password is set)
+  admin passwd                       set the admin page's password (stdin as for
+                                     account add); ends every admin session
   restore [--force] DIR              put a backup back (the server stopped); --force
                                      replaces an existing database, moving it aside
   verify                             check the store's consistency
@@ -210,6 +214,8 @@ func command(ctx context.Context, e *env, configPath, name string, args []string
 		return cmdVerify(ctx, e, configPath, args)
 	case "restore":
 		return cmdRestore(ctx, e, configPath, args)
+	case "admin":
+		return cmdAdmin(ctx, e, configPath, args)
 	case "health":
 		return cmdHealth(ctx, e, configPath, args)
 	case "version":

@@ -91,7 +91,17 @@ func cmdQuickstart(ctx context.Context, e *env, configPath string, args []string
 			return err
 		}
 		fmt.Fprintln(out)
-		return quickstartAccount(ctx, out, s, addr)
+		if err := quickstartAccount(ctx, out, s, addr); err != nil {
+			return err
+		}
+		u, err := adminSetupURL(ctx, s, cfg.DataDir, adminBase(cfg))
+		if err != nil {
+			return err
+		}
+		if u != "" {
+			fmt.Fprintf(out, "\nadmin page: %s\n(the link sets the admin password and works once; quickstart run again makes a new one)\n", u)
+		}
+		return nil
 	})
 	if err != nil {
 		return err

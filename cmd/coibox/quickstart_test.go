@@ -62,6 +62,7 @@ func TestQuickstart(t *testing.T) {
 		"ok   reverse DNS of 127.0.0.1 is mail.example.org",
 		"ok   outbound port 25 is open",
 		"systemctl enable --now coibox",
+		"admin page: https://mail.example.org/admin/setup?token=",
 	} {
 		if !strings.Contains(first.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, first.stdout)

@@ -361,7 +361,9 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		}
 		return err == nil, err
 	}
-	web := webadmin.New(webadmin.Options{
+	web, err := webadmin.NewHandler(webadmin.Options{
+		Admin: &webadmin.Admin{Store: s, DataDir: cfg.DataDir, Hostname: cfg.Hostname, Limiter: limiter,
+			Dashboard: adminDashboard(cfg, s, tlsm, lns, e.start)},
 		MXDeliv: mxIn,
 		Onboard: onboard,
 		Metrics: m.Handler(),
@@ -382,6 +384,9 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 		},
 		Logger: log.With("pkg", "webadmin"),
 	})
+	if err != nil {
+		return err
+	}
 	for _, name := range []string{"http", "https"} {
 		ln := lns.get(name)
 		if ln == nil {
@@ -460,6 +465,11 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 
 	if source == config.LocalSource {
 		printWelcome(ctx, e.stdout, cfg, s, fresh)
+		if u, err := adminSetupURL(ctx, s, cfg.DataDir, adminBase(cfg)); err != nil {
+			log.Warn("admin: make setup token", "err", err)
+		} else if u != "" {
+			fmt.Fprintf(e.stdout, "Set the admin password (the link works once):\n  %s\n\n", u)
+		}
 	}
 	log.Info("ready", "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "listeners", strings.Join(lns.names, ","),
 		"startup", time.Since(e.start).Round(time.Microsecond).String())
