@@ -156,7 +156,9 @@ func secure(h http.Handler) http.Handler {
 		hd.Set("Content-Security-Policy", csp)
 		hd.Set("X-Frame-Options", "DENY")
 		hd.Set("X-Content-Type-Options", "nosniff")
-		hd.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: with no-referrer a browser sends
+		// "Origin: null" even on this site's own forms.
+		hd.Set("Referrer-Policy", "same-origin")
 		if !strings.HasPrefix(r.URL.Path, "/admin/static/") {
 			hd.Set("Cache-Control", "no-store")
 		}
@@ -164,20 +166,22 @@ func secure(h http.Handler) http.Handler {
 	})
 }
 
-// sameOrigin refuses a state-changing request another site made the browser send:
-// browsers name the initiator in Sec-Fetch-Site, older ones in Origin.
+// sameOrigin refuses a state-changing request another site made the browser send.
+// Browsers name the initiator in Sec-Fetch-Site ("same-origin", or "none" for what
+// the user did); older ones only in Origin, which is "null" when they will not say
+// (and then the request is refused).
 func sameOrigin(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" || site == "same-site" {
+		ok := true
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+			ok = site == "same-origin" || site == "none"
+		} else if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			ok = o != "null" && err == nil && strings.EqualFold(u.Host, r.Host)
+		}
+		if !ok {
 			http.Error(w, "cross-site request refused", http.StatusForbidden)
 			return
-		}
-		if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || !strings.EqualFold(u.Host, r.Host) {
-				http.Error(w, "cross-site request refused", http.StatusForbidden)
-				return
-			}
 		}
 		h.ServeHTTP(w, r)
 	})

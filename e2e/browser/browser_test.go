@@ -1,0 +1,257 @@
+package browser
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/coibox/coibox/internal/testutil"
+)
+
+var coiboxBin string
+
+func TestMain(m *testing.M) { os.Exit(testutil.MainWithBinary(m, "../../cmd/coibox", &coiboxBin)) }
+
+// chromium finds Debian's Chromium, installing it when missing and possible.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	if os.Geteuid() != 0 || os.Getenv("COIBOX_NO_INSTALL") == "1" {
+		if os.Getenv("COIBOX_ROOT_TESTS") == "1" {
+			t.Fatal("chromium is not installed")
+		}
+		t.Skip("Chromium is not installed (Debian package chromium; CI installs it)")
+	}
+	if out, err := exec.Command("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "chromium").CombinedOutput(); err != nil {
+		t.Fatalf("install chromium: %v\n%s", err, out)
+	}
+	return "/usr/bin/chromium"
+}
+
+// screenshots is where the pages' pictures go: $COIBOX_ARTIFACTS/screenshots, else a
+// directory under the system's temporary one, which the test names in its log.
+func screenshots(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("COIBOX_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "coibox-artifacts")
+	}
+	dir = filepath.Join(dir, "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// sizes are the widths every page is photographed at: a desktop and a phone.
+var sizes = []struct {
+	name          string
+	width, height int64
+	mobile        bool
+}{{"desktop", 1280, 900, false}, {"phone", 390, 844, true}}
+
+// shoot saves the current page at each size as NAME-SIZE.png.
+func shoot(ctx context.Context, t *testing.T, dir, name string) {
+	t.Helper()
+	for _, s := range sizes {
+		var opts []chromedp.EmulateViewportOption
+		if s.mobile {
+			opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(s.width, s.height, opts...)); err != nil {
+			t.Fatalf("viewport %s: %v", s.name, err)
+		}
+		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+s.name+".png"), buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = chromedp.Do(ctx, chromedp.EmulateReset())
+}
+
+// labelled checks that every visible form control of the page has a label naming it
+// and can take the keyboard's focus.
+func labelled(ctx context.Context, t *testing.T, page string) {
+	t.Helper()
+	js := `[...document.querySelectorAll('input:not([type=hidden]), button, select, textarea')]
+		.filter(e => e.tabIndex < 0 || !(e.tagName === 'BUTTON' ? e.textContent.trim() : (e.labels && e.labels.length)))
+		.map(e => e.outerHTML)`
+	missing, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Errorf("%s: controls without a label or out of the tab order: %q", page, missing)
+	}
+}
+
+// step runs actions with a deadline of its own, so that a wait that never ends
+// fails the step and leaves the browser usable for the failure report.
+func step(ctx context.Context, actions ...chromedp.Action[chromedp.Void]) error {
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return chromedp.Do(sctx, actions...)
+}
+
+func text(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestAdminInChromium: first-run link → set the password → dashboard → log out →
+// log in again with the keyboard only → a form on another site posting to the admin
+// page is refused → three wrong passwords lock the address (the config allows three).
+func TestAdminInChromium(t *testing.T) {
+	bin := chromium(t)
+	shots := screenshots(t)
+	t.Logf("screenshots in %s", shots)
+
+	cfg, _, l := testutil.ServerConfig(t, "\n[limits]\nauth_failures_per_ip = 3\n")
+	if r := testutil.Run(t, coiboxBin, "", "--config", cfg, "domain", "add", "example.org"); r.Code != 0 {
+		t.Fatal(r.Stderr)
+	}
+	proc, err := testutil.StartServerProc(t.Context(), coiboxBin, cfg, []string{l.HTTP}, 30*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = proc.Stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("server:\n%s", testutil.Tail(proc.Output(), 40))
+		}
+	})
+	r := testutil.Run(t, coiboxBin, "", "--config", cfg, "admin", "setup-link")
+	link := strings.TrimSpace(strings.SplitN(r.Stdout, "\n", 2)[0])
+	if r.Code != 0 || !strings.HasPrefix(link, "http://"+l.HTTP+"/admin/setup?token=") {
+		t.Fatalf("setup-link: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	// The first action starts the browser, bound to the context it runs with: this
+	// one, not a step's shorter one.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+
+	const password = "a long admin password"
+	if err := step(ctx, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		t.Fatal(err)
+	}
+	labelled(ctx, t, "setup")
+	shoot(ctx, t, shots, "1-setup")
+	if err := step(ctx,
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.SendKeys(chromedp.ID("confirm"), password),
+		chromedp.Submit(chromedp.ID("confirm")),
+		chromedp.WaitVisible("//h2[text()='Listeners']"),
+	); err != nil {
+		t.Fatalf("set the password: %v\n%s", err, text(ctx, t))
+	}
+	body := text(ctx, t)
+	for _, want := range []string{l.SMTP, l.IMAPS, "coibox self-signed", "setup: admin password set"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard lacks %q:\n%s", want, body)
+		}
+	}
+	labelled(ctx, t, "dashboard")
+	shoot(ctx, t, shots, "2-dashboard")
+
+	// Log out, then in again with the keyboard alone: Tab to the field, type, Enter.
+	if err := step(ctx,
+		chromedp.Click("//button[text()='Log out']"),
+		chromedp.WaitVisible(chromedp.ID("password")),
+	); err != nil {
+		t.Fatalf("log out: %v", err)
+	}
+	labelled(ctx, t, "login")
+	shoot(ctx, t, shots, "3-login")
+	if err := step(ctx,
+		chromedp.Focus(chromedp.ID("password")),
+		chromedp.KeyEvent(password),
+		chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible("//h2[text()='Audit log']"),
+	); err != nil {
+		t.Fatalf("log in by keyboard: %v\n%s", err, text(ctx, t))
+	}
+	if body := text(ctx, t); !strings.Contains(body, "logout") || !strings.Contains(body, "login") {
+		t.Errorf("the audit log lacks the logout and login:\n%s", body)
+	}
+
+	// Another site's form, posting to the admin page while the browser is logged in.
+	evil := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><form method="post" action="http://%s/admin/logout"><button id="go">win a prize</button></form>`, l.HTTP)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = evil.Serve(ln) }()
+	defer evil.Close()
+	if err := step(ctx,
+		chromedp.Navigate("http://"+ln.Addr().String()+"/"),
+		chromedp.Click(chromedp.ID("go")),
+		chromedp.WaitVisible(chromedp.CSS("body")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if body := text(ctx, t); !strings.Contains(body, "cross-site request refused") {
+		t.Errorf("the cross-site POST was not refused:\n%s", body)
+	}
+	shoot(ctx, t, shots, "4-cross-site-refused")
+	// Still logged in: the refused request did nothing.
+	if err := step(ctx, chromedp.Navigate("http://"+l.HTTP+"/admin"), chromedp.WaitVisible("//h2[text()='Listeners']")); err != nil {
+		t.Fatalf("the session did not survive the refused request: %v\n%s", err, text(ctx, t))
+	}
+
+	// Wrong passwords lock the address: the fourth try, right or wrong, is refused.
+	if err := step(ctx, chromedp.Click("//button[text()='Log out']"), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := step(ctx,
+			chromedp.SendKeys(chromedp.ID("password"), "wrong guess"),
+			chromedp.Submit(chromedp.ID("password")),
+			chromedp.WaitVisible("//p[@role='alert']"),
+		); err != nil {
+			t.Fatalf("wrong password %d: %v\n%s", i+1, err, text(ctx, t))
+		}
+	}
+	shoot(ctx, t, shots, "5-wrong-password")
+	if err := step(ctx,
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible("//h2[text()='Too many failed logins']"),
+	); err != nil {
+		t.Fatalf("locked address: %v\n%s", err, text(ctx, t))
+	}
+	shoot(ctx, t, shots, "6-locked")
+	if n := len(regexp.MustCompile(`msg="authentication failed" pkg=webadmin protocol=web remote=127\.0\.0\.1 account=admin`).FindAllString(proc.Output(), -1)); n != 3 {
+		t.Errorf("%d failed-login lines in the log, want 3", n)
+	}
+}
