@@ -100,6 +100,11 @@ type Listen struct {
 	// reverse proxies in front of the HTTP listeners: only from them are the
 	// X-Forwarded-For and X-Forwarded-Proto headers believed. Default: [].
 	TrustedProxies []string `toml:"trusted_proxies"`
+
+	// MetricsToken (listen.metrics_token) lets a Prometheus elsewhere read /metrics
+	// with "Authorization: Bearer <token>"; without it only clients on this host
+	// (loopback) may. Default: "".
+	MetricsToken string `toml:"metrics_token"`
 }
 
 // ParsePrefixes reads listen.trusted_proxies: addresses (a /32 or /128) or CIDR

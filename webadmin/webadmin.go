@@ -6,15 +6,19 @@ package webadmin
 
 import (
 	"context"
+	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
 // Options are what the handler serves.
 type Options struct {
-	// Metrics serves /metrics; nil leaves the path unanswered (404).
-	Metrics http.Handler
+	// Metrics serves /metrics, to clients on this host (loopback) or presenting
+	// MetricsToken as a bearer token; nil leaves the path unanswered (404).
+	Metrics      http.Handler
+	MetricsToken string
 	// Health reports whether the server can do its job (e.g. the store answers);
 	// nil means always healthy.
 	Health func(ctx context.Context) error
@@ -59,7 +63,7 @@ func NewHandler(opts Options) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	if opts.Metrics != nil {
-		mux.Handle("GET /metrics", opts.Metrics)
+		mux.Handle("GET /metrics", metricsGuard(opts.Metrics, opts.MetricsToken))
 	}
 	if opts.MTASTS != nil {
 		mux.Handle("GET "+STSPolicyPath, opts.MTASTS.handler(log))
@@ -113,5 +117,23 @@ func tlsOnly(h http.Handler) http.Handler {
 			return
 		}
 		h.ServeHTTP(w, r)
+	})
+}
+
+// metricsGuard lets loopback clients, and others with the bearer token, read the
+// metrics: they tell an outsider how busy the server is and which accounts exist.
+func metricsGuard(h http.Handler, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ip := clientIP(r); ip.IsValid() && ip.IsLoopback() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if token != "" && ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="coibox metrics"`)
+		http.Error(w, "metrics are for this host, or with listen.metrics_token", http.StatusUnauthorized)
 	})
 }

@@ -364,9 +364,10 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	web, err := webadmin.NewHandler(webadmin.Options{
 		Admin: &webadmin.Admin{Store: s, DataDir: cfg.DataDir, Hostname: cfg.Hostname, Limiter: limiter,
 			Dashboard: adminDashboard(cfg, s, tlsm, lns, e.start)},
-		MXDeliv: mxIn,
-		Onboard: onboard,
-		Metrics: m.Handler(),
+		MXDeliv:      mxIn,
+		Onboard:      onboard,
+		Metrics:      m.Handler(),
+		MetricsToken: cfg.Listen.MetricsToken,
 		Health: func(ctx context.Context) error {
 			_, err := s.Domains(ctx)
 			return err
