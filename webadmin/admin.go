@@ -109,6 +109,8 @@ type Admin struct {
 	Limiter *authlimit.Limiter
 	// Dashboard gathers the dashboard's figures; Health is the /healthz check.
 	Dashboard func(ctx context.Context) (*Dashboard, error)
+	// Manage, if set, adds the domain and account pages (manage.go).
+	Manage *Manage
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -125,7 +127,7 @@ func (a *Admin) routes(mux *http.ServeMux, health func(context.Context) error, l
 		ui.Now = time.Now
 	}
 	funcs := template.FuncMap{"join": strings.Join, "bytes": humanBytes}
-	for _, p := range []string{"message", "setup", "login", "dashboard"} {
+	for _, p := range []string{"message", "setup", "login", "dashboard", "domains", "accounts", "confirm", "shown"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return fmt.Errorf("parse admin template %s: %w", p, err)
@@ -146,6 +148,9 @@ func (a *Admin) routes(mux *http.ServeMux, health func(context.Context) error, l
 		ui.dashboard(w, r, s, health)
 	})))
 	mux.Handle("GET /admin/{$}", http.RedirectHandler("/admin", http.StatusMovedPermanently))
+	if a.Manage != nil {
+		ui.manageRoutes(mux)
+	}
 	return nil
 }
 
@@ -197,10 +202,19 @@ type page struct {
 	Healthy                 bool
 	HealthError             string
 	Audit                   []store.AuditEntry
+	// The manage pages'.
+	Nav                  bool
+	Notice, Shown        string
+	Domains              []domainRow
+	Accounts             []accountRow
+	Query, Prev, Next    string
+	Page, Pages, Total   int
+	Action, Field, Value string
 }
 
 func (ui *adminUI) render(w http.ResponseWriter, code int, name string, p page) {
 	p.Host = ui.Hostname
+	p.Nav = p.CSRF != "" && ui.Manage != nil
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	if err := ui.pages[name].Execute(w, p); err != nil {

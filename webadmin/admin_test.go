@@ -3,6 +3,7 @@ package webadmin
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -22,12 +23,13 @@ import (
 // adminEnv is the admin UI on a real store, with a clock the test moves and the log
 // kept.
 type adminEnv struct {
-	h       http.Handler
-	st      *store.Store
-	dataDir string
-	now     time.Time
-	mu      sync.Mutex
-	log     bytes.Buffer
+	h         http.Handler
+	st        *store.Store
+	dataDir   string
+	now       time.Time
+	passwords int
+	mu        sync.Mutex
+	log       bytes.Buffer
 }
 
 func newAdminEnv(t *testing.T) *adminEnv {
@@ -45,6 +47,22 @@ func newAdminEnv(t *testing.T) *adminEnv {
 		Logger: slog.New(slog.NewTextHandler(&lockedWriter{e: e}, nil)),
 		Health: func(context.Context) error { return nil },
 		Admin: &Admin{Store: st, DataDir: e.dataDir, Hostname: "mail.example.org", Limiter: limiter, Now: clock,
+			Manage: &Manage{Store: st,
+				AddDomain: func(ctx context.Context, name string, chatmail bool) (string, error) {
+					if _, err := st.AddDomain(ctx, name, chatmail); err != nil {
+						return "", err
+					}
+					return name + ". 3600 IN MX 10 mail.example.org.", nil
+				},
+				DNSRecords: func(ctx context.Context, name string) (string, error) {
+					if _, err := st.Domain(ctx, name); err != nil {
+						return "", err
+					}
+					return name + ". 3600 IN MX 10 mail.example.org.", nil
+				},
+				AddAccount:  func(ctx context.Context, addr, pw string) error { _, err := st.AddAccount(ctx, addr, pw); return err },
+				NewPassword: func() (string, error) { e.passwords++; return fmt.Sprintf("generated-password-%d", e.passwords), nil },
+			},
 			Dashboard: func(context.Context) (*Dashboard, error) {
 				return &Dashboard{Version: "v-test", Domains: 2, Accounts: 3, Listeners: []Listener{{"smtp", ":25"}},
 					Certificates: []Certificate{{Names: []string{"mail.example.org"}, Issuer: "CN=Test CA", NotAfter: clock().Add(90 * 24 * time.Hour)}}}, nil
@@ -271,5 +289,113 @@ func TestAdminStatic(t *testing.T) {
 	w := e.do("GET", "/admin/static/admin.css", remote, "", nil)
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") || w.Body.Len() == 0 {
 		t.Errorf("stylesheet: %d %v", w.Code, w.Header())
+	}
+}
+
+func TestAdminManage(t *testing.T) {
+	e := newAdminEnv(t)
+	sess := e.setUp(t, "correct horse battery")
+	csrf := csrfField.FindStringSubmatch(e.do("GET", "/admin/domains", remote, sess, nil).Body.String())[1]
+	post := func(path string, form url.Values) *httptest.ResponseRecorder {
+		t.Helper()
+		form.Set("csrf", csrf)
+		return e.do("POST", path, remote, sess, form)
+	}
+
+	// Every page and action needs the session; every action the CSRF token.
+	for _, path := range []string{"/admin/domains", "/admin/accounts", "/admin/domains/dns?name=x", "/admin/accounts/delete?address=x"} {
+		if w := e.do("GET", path, remote, "", nil); w.Code != http.StatusSeeOther {
+			t.Errorf("GET %s without a session: %d", path, w.Code)
+		}
+	}
+	if w := e.do("POST", "/admin/domains/add", remote, sess, url.Values{"name": {"example.org"}}); w.Code != http.StatusForbidden {
+		t.Errorf("add domain without CSRF token: %d", w.Code)
+	}
+
+	if w := post("/admin/domains/add", url.Values{"name": {"example.org"}}); w.Code != 200 || !strings.Contains(w.Body.String(), "example.org. 3600 IN MX 10 mail.example.org.") {
+		t.Fatalf("add domain: %d %s", w.Code, w.Body)
+	}
+	if w := post("/admin/domains/add", url.Values{"name": {"example.org"}}); w.Code != 400 {
+		t.Errorf("add the domain again: %d", w.Code)
+	}
+	if w := post("/admin/domains/add", url.Values{"name": {"chat.example"}, "chatmail": {"on"}}); w.Code != 200 {
+		t.Errorf("add chatmail domain: %d", w.Code)
+	}
+	w := e.do("GET", "/admin/domains", remote, sess, nil)
+	if body := w.Body.String(); !strings.Contains(body, "<td>example.org</td><td>mail</td>") || !strings.Contains(body, "<td>chat.example</td><td>chatmail</td>") {
+		t.Errorf("domains page:\n%s", body)
+	}
+	if w := e.do("GET", "/admin/domains/dns?name=nowhere.example", remote, sess, nil); w.Code != 404 {
+		t.Errorf("DNS of an unknown domain: %d", w.Code)
+	}
+
+	// Accounts: add (the password shown once), search, pages.
+	w = post("/admin/accounts/add", url.Values{"address": {"alice@example.org"}})
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "generated-password-1") {
+		t.Fatalf("add account: %d %s", w.Code, w.Body)
+	}
+	if _, err := e.st.Authenticate(t.Context(), "alice@example.org", "generated-password-1"); err != nil {
+		t.Errorf("the shown password does not log in: %v", err)
+	}
+	for i := range 120 {
+		if _, err := e.st.AddAccount(t.Context(), fmt.Sprintf("user%03d@example.org", i), "pw-pw-pw-pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w = e.do("GET", "/admin/accounts", remote, sess, nil)
+	if body := w.Body.String(); !strings.Contains(body, "121 accounts, page 1 of 3") || strings.Count(body, "<tr><td>") != accountsPerPage || !strings.Contains(body, "Next page") {
+		t.Errorf("accounts page 1: %s", body)
+	}
+	w = e.do("GET", "/admin/accounts?page=3", remote, sess, nil)
+	if body := w.Body.String(); strings.Count(body, "<tr><td>") != 21 || !strings.Contains(body, "Previous page") {
+		t.Errorf("accounts page 3: %d rows", strings.Count(body, "<tr><td>"))
+	}
+	w = e.do("GET", "/admin/accounts?q=ALICE", remote, sess, nil)
+	if body := w.Body.String(); !strings.Contains(body, "1 accounts") || !strings.Contains(body, "<td>alice@example.org</td>") {
+		t.Errorf("search: %s", body)
+	}
+	if w := post("/admin/accounts/add", url.Values{"address": {"bob@elsewhere.example"}}); w.Code != 400 {
+		t.Errorf("account of a domain not served: %d", w.Code)
+	}
+
+	// New password.
+	w = post("/admin/accounts/passwd", url.Values{"address": {"alice@example.org"}})
+	shown := regexp.MustCompile(`<pre class="shown">([^<]+)</pre>`).FindStringSubmatch(w.Body.String())
+	if w.Code != 200 || shown == nil {
+		t.Fatalf("new password: %d %s", w.Code, w.Body)
+	}
+	if _, err := e.st.Authenticate(t.Context(), "alice@example.org", shown[1]); err != nil {
+		t.Errorf("the new password does not log in: %v", err)
+	}
+	if _, err := e.st.Authenticate(t.Context(), "alice@example.org", "generated-password-1"); err == nil {
+		t.Error("the old password still logs in")
+	}
+
+	// Deleting asks first: the GET page only shows a form.
+	if w := e.do("GET", "/admin/accounts/delete?address=alice@example.org", remote, sess, nil); w.Code != 200 || !strings.Contains(w.Body.String(), "Delete the account alice@example.org with all its mail?") {
+		t.Errorf("confirm page: %d %s", w.Code, w.Body)
+	}
+	if _, err := e.st.Account(t.Context(), "alice@example.org"); err != nil {
+		t.Fatalf("the confirm page deleted the account: %v", err)
+	}
+	if w := post("/admin/accounts/delete", url.Values{"address": {"alice@example.org"}}); w.Code != http.StatusSeeOther {
+		t.Errorf("delete account: %d", w.Code)
+	}
+	if _, err := e.st.Account(t.Context(), "alice@example.org"); err == nil {
+		t.Error("the account is still there")
+	}
+	// A domain with accounts stays.
+	if w := post("/admin/domains/delete", url.Values{"name": {"example.org"}}); w.Code != http.StatusConflict {
+		t.Errorf("delete a domain with accounts: %d", w.Code)
+	}
+	if w := post("/admin/domains/delete", url.Values{"name": {"chat.example"}}); w.Code != http.StatusSeeOther {
+		t.Errorf("delete an empty domain: %d", w.Code)
+	}
+	log := e.do("GET", "/admin", remote, sess, nil).Body.String()
+	for _, want := range []string{"domain add: domain example.org", "domain add: chatmail domain chat.example", "account add: alice@example.org",
+		"account passwd: alice@example.org", "account delete: alice@example.org", "domain delete: chat.example"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the audit log lacks %q", want)
+		}
 	}
 }

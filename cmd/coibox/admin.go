@@ -171,17 +171,8 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 	return withConfigStore(ctx, cfg, source, func(cfg *config.Config, s *store.Store) error {
 		switch verb {
 		case "add":
-			_, dom, _ := store.SplitAddress(addr)
-			d, err := s.Domain(ctx, dom)
-			if err != nil {
-				return explain(fmt.Errorf("domain %s is not served here (add it first): %w", dom, store.ErrNotLocal), addr)
-			}
-			p, err := coi.StoredProfile(d)
-			if err != nil {
+			if err := addAccount(ctx, s, addr, password); err != nil {
 				return err
-			}
-			if _, err := s.CreateAccount(ctx, coi.NewAccount(p, addr, password)); err != nil {
-				return explain(err, addr)
 			}
 			fmt.Fprintf(e.stdout, "added account %s\n", addr)
 			if generated {
@@ -399,13 +390,47 @@ func cmdAlias(ctx context.Context, e *env, configPath string, args []string) err
 	})
 }
 
+// addAccount makes the account addr (its name checked already) with password, with
+// what its domain's profile gives new accounts: `account add` and the admin page.
+func addAccount(ctx context.Context, s *store.Store, addr, password string) error {
+	_, dom, _ := store.SplitAddress(addr)
+	d, err := s.Domain(ctx, dom)
+	if err != nil {
+		return explain(fmt.Errorf("domain %s is not served here (add it first): %w", dom, store.ErrNotLocal), addr)
+	}
+	p, err := coi.StoredProfile(d)
+	if err != nil {
+		return err
+	}
+	if _, err := s.CreateAccount(ctx, coi.NewAccount(p, addr, password)); err != nil {
+		return explain(err, addr)
+	}
+	return nil
+}
+
 // domainAdd serves a new domain, all or nothing: the domain, its DKIM keys and the
 // DNS records it needs are made before "added" is printed, and a failure on the way
 // takes back what was made.
 func domainAdd(ctx context.Context, e *env, cfg *config.Config, s *store.Store, name string, chatmail bool) error {
+	d, records, err := serveDomain(ctx, cfg, s, name, chatmail)
+	if err != nil {
+		return err
+	}
+	kind := "domain"
+	if d.Chatmail {
+		kind = "chatmail domain"
+	}
+	fmt.Fprintf(e.stdout, "added %s %s\n\n", kind, d.Name)
+	_, err = io.WriteString(e.stdout, records)
+	return err
+}
+
+// serveDomain is domainAdd without the printing: it returns the domain and its DNS
+// records (`domain add`, `quickstart` and the admin page).
+func serveDomain(ctx context.Context, cfg *config.Config, s *store.Store, name string, chatmail bool) (*store.Domain, string, error) {
 	d, err := s.AddDomain(ctx, name, chatmail)
 	if err != nil {
-		return explain(err, name)
+		return nil, "", explain(err, name)
 	}
 	keyDir := filepath.Join(cfg.DataDir, dkimDir, d.Name)
 	_, statErr := os.Stat(keyDir)
@@ -416,17 +441,11 @@ func domainAdd(ctx context.Context, e *env, cfg *config.Config, s *store.Store, 
 			undo = errors.Join(undo, os.RemoveAll(keyDir))
 		}
 		if undo != nil {
-			return fmt.Errorf("domain add %s: %w (and taking the domain back failed: %v)", d.Name, err, undo)
+			return nil, "", fmt.Errorf("domain add %s: %w (and taking the domain back failed: %v)", d.Name, err, undo)
 		}
-		return fmt.Errorf("domain add %s: %w; the domain was not added", d.Name, err)
+		return nil, "", fmt.Errorf("domain add %s: %w; the domain was not added", d.Name, err)
 	}
-	kind := "domain"
-	if d.Chatmail {
-		kind = "chatmail domain"
-	}
-	fmt.Fprintf(e.stdout, "added %s %s\n\n", kind, d.Name)
-	_, err = e.stdout.Write(records.Bytes())
-	return err
+	return d, records.String(), nil
 }
 
 // explain turns the store's sentinel errors into messages that say what to do.

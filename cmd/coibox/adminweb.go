@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -134,4 +135,37 @@ func cmdAdmin(ctx context.Context, e *env, configPath string, args []string) err
 		}
 		return nil
 	})
+}
+
+// adminManage gives the admin page's domain and account pages the rules the commands
+// use (serveDomain, addAccount, the DNS plan), so that both change the server alike.
+func adminManage(cfg *config.Config, s *store.Store) *webadmin.Manage {
+	return &webadmin.Manage{
+		Store: s,
+		AddDomain: func(ctx context.Context, name string, chatmail bool) (string, error) {
+			n, err := store.CheckDomainName(name)
+			if err != nil {
+				return "", err
+			}
+			_, records, err := serveDomain(ctx, cfg, s, n, chatmail)
+			return records, err
+		},
+		DNSRecords: func(ctx context.Context, name string) (string, error) {
+			d, err := s.Domain(ctx, name)
+			if err != nil {
+				return "", err
+			}
+			var b strings.Builder
+			err = printDNSRecords(&b, cfg, d)
+			return b.String(), err
+		},
+		AddAccount: func(ctx context.Context, address, password string) error {
+			addr, err := store.CheckAddress(address)
+			if err != nil {
+				return err
+			}
+			return addAccount(ctx, s, addr, password)
+		},
+		NewPassword: func() (string, error) { return generatePassword(20) },
+	}
 }

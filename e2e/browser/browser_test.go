@@ -2,6 +2,7 @@ package browser
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/coibox/coibox/internal/testutil"
 )
@@ -118,8 +120,10 @@ func text(ctx context.Context, t *testing.T) string {
 }
 
 // TestAdminInChromium: first-run link → set the password → dashboard → log out →
-// log in again with the keyboard only → a form on another site posting to the admin
-// page is refused → three wrong passwords lock the address (the config allows three).
+// log in again with the keyboard only → add a domain → add an account, which logs
+// in over IMAP with the password the page showed → a form on another site posting
+// to the admin page is refused → three wrong passwords lock the address (the config
+// allows three).
 func TestAdminInChromium(t *testing.T) {
 	bin := chromium(t)
 	shots := screenshots(t)
@@ -202,6 +206,48 @@ func TestAdminInChromium(t *testing.T) {
 		t.Errorf("the audit log lacks the logout and login:\n%s", body)
 	}
 
+	// Add a domain and an account on the pages; the account logs in over IMAP with
+	// the password the page showed.
+	if err := step(ctx,
+		chromedp.Click("//nav/a[text()='Domains']"),
+		chromedp.WaitVisible(chromedp.ID("name")),
+	); err != nil {
+		t.Fatalf("domains page: %v", err)
+	}
+	labelled(ctx, t, "domains")
+	shoot(ctx, t, shots, "7-domains")
+	if err := step(ctx,
+		chromedp.SendKeys(chromedp.ID("name"), "example.net"),
+		chromedp.Submit(chromedp.ID("name")),
+		chromedp.WaitVisible("//h2[text()='Added domain example.net']"),
+	); err != nil {
+		t.Fatalf("add domain: %v\n%s", err, text(ctx, t))
+	}
+	if body := text(ctx, t); !strings.Contains(body, "example.net. 3600 IN MX 10 localhost.") {
+		t.Errorf("the added domain's records:\n%s", body)
+	}
+	shoot(ctx, t, shots, "8-domain-added")
+	if err := step(ctx,
+		chromedp.Click("//nav/a[text()='Accounts']"),
+		chromedp.WaitVisible(chromedp.ID("address")),
+		chromedp.SendKeys(chromedp.ID("address"), "bob@example.net"),
+		chromedp.Submit(chromedp.ID("address")),
+		chromedp.WaitVisible("//h2[text()='Added bob@example.net']"),
+	); err != nil {
+		t.Fatalf("add account: %v\n%s", err, text(ctx, t))
+	}
+	shoot(ctx, t, shots, "9-account-added")
+	shown, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("pre.shown")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imapLogin(t, l.IMAPS, "bob@example.net", strings.TrimSpace(shown))
+	if err := step(ctx, chromedp.Navigate("http://"+l.HTTP+"/admin/accounts"), chromedp.WaitVisible("//td[text()='bob@example.net']")); err != nil {
+		t.Fatalf("the account is not listed: %v\n%s", err, text(ctx, t))
+	}
+	labelled(ctx, t, "accounts")
+	shoot(ctx, t, shots, "10-accounts")
+
 	// Another site's form, posting to the admin page while the browser is logged in.
 	evil := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `<!doctype html><form method="post" action="http://%s/admin/logout"><button id="go">win a prize</button></form>`, l.HTTP)
@@ -254,4 +300,18 @@ func TestAdminInChromium(t *testing.T) {
 	if n := len(regexp.MustCompile(`msg="authentication failed" pkg=webadmin protocol=web remote=127\.0\.0\.1 account=admin`).FindAllString(proc.Output(), -1)); n != 3 {
 		t.Errorf("%d failed-login lines in the log, want 3", n)
 	}
+}
+
+// imapLogin logs in over IMAPS (the test server's certificate is self-signed).
+func imapLogin(t *testing.T, addr, user, password string) {
+	t.Helper()
+	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(user, password).Wait(); err != nil {
+		t.Fatalf("IMAP login as %s with the password the page showed: %v", user, err)
+	}
+	_ = c.Logout().Wait()
 }

@@ -1,0 +1,238 @@
+package webadmin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/coibox/coibox/store"
+)
+
+// The pages that change the server: domains and accounts. The rules (what a new
+// account of a chatmail domain gets, the DKIM keys and DNS records a new domain
+// needs) stay where the commands keep them: cmd wires them in as Manage's functions.
+
+// Manage is what the domain and account pages read and change.
+type Manage struct {
+	Store ManageStore
+	// AddDomain serves a new domain (chatmail or not) with its DKIM keys and returns
+	// the DNS records it needs, as `coibox domain add` does.
+	AddDomain func(ctx context.Context, name string, chatmail bool) (records string, err error)
+	// DNSRecords returns the DNS records a served domain needs (`coibox dns`).
+	DNSRecords func(ctx context.Context, name string) (string, error)
+	// AddAccount makes an account with password, as `coibox account add` does.
+	AddAccount func(ctx context.Context, address, password string) error
+	// NewPassword generates a password to show once.
+	NewPassword func() (string, error)
+}
+
+// ManageStore is the part of the store the pages use directly.
+type ManageStore interface {
+	Domains(ctx context.Context) ([]store.Domain, error)
+	DeleteDomain(ctx context.Context, name string, force bool) error
+	Accounts(ctx context.Context) ([]store.Account, error)
+	SetPassword(ctx context.Context, address, password string) error
+	DeleteAccount(ctx context.Context, address string) error
+}
+
+// accountsPerPage bounds the accounts table; search narrows it.
+const accountsPerPage = 50
+
+func (ui *adminUI) manageRoutes(mux *http.ServeMux) {
+	page := func(h func(http.ResponseWriter, *http.Request, *session)) http.Handler { return secure(ui.session(h)) }
+	post := func(h func(http.ResponseWriter, *http.Request, *session)) http.Handler {
+		return secure(sameOrigin(ui.session(h)))
+	}
+	mux.Handle("GET /admin/domains", page(ui.domains))
+	mux.Handle("POST /admin/domains/add", post(ui.domainAdd))
+	mux.Handle("GET /admin/domains/dns", page(ui.domainDNS))
+	mux.Handle("GET /admin/domains/delete", page(ui.confirm("domain", "/admin/domains/delete", "Delete the domain %s? Mail for it is refused from then on. A domain with accounts cannot be deleted here.")))
+	mux.Handle("POST /admin/domains/delete", post(ui.domainDelete))
+	mux.Handle("GET /admin/accounts", page(ui.accounts))
+	mux.Handle("POST /admin/accounts/add", post(ui.accountAdd))
+	mux.Handle("POST /admin/accounts/passwd", post(ui.accountPasswd))
+	mux.Handle("GET /admin/accounts/delete", page(ui.confirm("account", "/admin/accounts/delete", "Delete the account %s with all its mail? This cannot be undone.")))
+	mux.Handle("POST /admin/accounts/delete", post(ui.accountDelete))
+}
+
+type domainRow struct {
+	Name     string
+	Chatmail bool
+	Accounts int
+}
+
+func (ui *adminUI) domains(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	ds, err := ui.Manage.Store.Domains(ctx)
+	if err != nil {
+		ui.internal(w, err)
+		return
+	}
+	accts, err := ui.Manage.Store.Accounts(ctx)
+	if err != nil {
+		ui.internal(w, err)
+		return
+	}
+	count := map[int64]int{}
+	for _, a := range accts {
+		count[a.DomainID]++
+	}
+	var rows []domainRow
+	for _, d := range ds {
+		rows = append(rows, domainRow{d.Name, d.Chatmail, count[d.ID]})
+	}
+	ui.render(w, http.StatusOK, "domains", page{Title: "Domains", CSRF: s.csrf, Domains: rows, Notice: r.URL.Query().Get("done")})
+}
+
+func (ui *adminUI) domainAdd(w http.ResponseWriter, r *http.Request, s *session) {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	chatmail := r.PostFormValue("chatmail") == "on"
+	records, err := ui.Manage.AddDomain(r.Context(), name, chatmail)
+	if err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Domain not added", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/domains", LinkText: "Back to the domains"})
+		return
+	}
+	kind := "domain"
+	if chatmail {
+		kind = "chatmail domain"
+	}
+	ui.audit(r.Context(), r, "domain add", kind+" "+name)
+	ui.render(w, http.StatusOK, "shown", page{Title: "Added " + kind + " " + name, CSRF: s.csrf,
+		Message: "Publish these DNS records (coibox dns check " + name + " checks them):", Shown: records,
+		Link: "/admin/domains", LinkText: "Back to the domains"})
+}
+
+func (ui *adminUI) domainDNS(w http.ResponseWriter, r *http.Request, s *session) {
+	name := r.URL.Query().Get("name")
+	records, err := ui.Manage.DNSRecords(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		ui.render(w, http.StatusNotFound, "message", page{Title: "No such domain", CSRF: s.csrf, Message: name + " is not served here.", Error: "yes"})
+		return
+	}
+	if err != nil {
+		ui.internal(w, err)
+		return
+	}
+	ui.render(w, http.StatusOK, "shown", page{Title: "DNS records of " + name, CSRF: s.csrf, Shown: records,
+		Message: "The records " + name + " needs:", Link: "/admin/domains", LinkText: "Back to the domains"})
+}
+
+func (ui *adminUI) domainDelete(w http.ResponseWriter, r *http.Request, s *session) {
+	name := r.PostFormValue("name")
+	if err := ui.Manage.Store.DeleteDomain(r.Context(), name, false); err != nil {
+		ui.render(w, http.StatusConflict, "message", page{Title: "Domain not deleted", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/domains", LinkText: "Back to the domains"})
+		return
+	}
+	ui.audit(r.Context(), r, "domain delete", name)
+	http.Redirect(w, r, "/admin/domains?done="+url.QueryEscape("deleted "+name), http.StatusSeeOther)
+}
+
+// confirm is the page that asks before a deletion; only its form's POST deletes.
+func (ui *adminUI) confirm(what, action, question string) func(http.ResponseWriter, *http.Request, *session) {
+	field := "name"
+	if what == "account" {
+		field = "address"
+	}
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		v := r.URL.Query().Get(field)
+		ui.render(w, http.StatusOK, "confirm", page{Title: "Delete " + what, CSRF: s.csrf,
+			Message: strings.Replace(question, "%s", v, 1), Action: action, Field: field, Value: v})
+	}
+}
+
+type accountRow struct {
+	Address, Size, Quota, LastLogin string
+	Messages                        int64
+	UsedPercent                     int
+}
+
+func (ui *adminUI) accounts(w http.ResponseWriter, r *http.Request, s *session) {
+	accts, err := ui.Manage.Store.Accounts(r.Context())
+	if err != nil {
+		ui.internal(w, err)
+		return
+	}
+	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
+	var match []store.Account
+	for _, a := range accts {
+		if q == "" || strings.Contains(a.Address, q) {
+			match = append(match, a)
+		}
+	}
+	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pages := max(1, (len(match)+accountsPerPage-1)/accountsPerPage)
+	pageNo = min(max(pageNo, 1), pages)
+	from := (pageNo - 1) * accountsPerPage
+	var rows []accountRow
+	for _, a := range match[from:min(from+accountsPerPage, len(match))] {
+		row := accountRow{Address: a.Address, Messages: a.UsedMsgs, Size: humanBytes(a.UsedBytes), Quota: "server default", LastLogin: "never"}
+		switch {
+		case a.Quota == 0:
+			row.Quota = "unlimited"
+		case a.Quota > 0:
+			row.Quota = humanBytes(a.Quota)
+			row.UsedPercent = int(min(100, a.UsedBytes*100/a.Quota))
+		}
+		if !a.LastLogin.IsZero() {
+			row.LastLogin = a.LastLogin.Format("2006-01-02")
+		}
+		rows = append(rows, row)
+	}
+	p := page{Title: "Accounts", CSRF: s.csrf, Accounts: rows, Query: q, Page: pageNo, Pages: pages, Total: len(match),
+		Notice: r.URL.Query().Get("done")}
+	if pageNo > 1 {
+		p.Prev = "/admin/accounts?" + url.Values{"q": {q}, "page": {strconv.Itoa(pageNo - 1)}}.Encode()
+	}
+	if pageNo < pages {
+		p.Next = "/admin/accounts?" + url.Values{"q": {q}, "page": {strconv.Itoa(pageNo + 1)}}.Encode()
+	}
+	ui.render(w, http.StatusOK, "accounts", p)
+}
+
+func (ui *adminUI) accountAdd(w http.ResponseWriter, r *http.Request, s *session) {
+	addr := strings.TrimSpace(r.PostFormValue("address"))
+	pw, err := ui.Manage.NewPassword()
+	if err == nil {
+		err = ui.Manage.AddAccount(r.Context(), addr, pw)
+	}
+	if err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Account not added", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/accounts", LinkText: "Back to the accounts"})
+		return
+	}
+	ui.audit(r.Context(), r, "account add", addr)
+	ui.render(w, http.StatusOK, "shown", page{Title: "Added " + addr, CSRF: s.csrf, Shown: pw,
+		Message: "The password of " + addr + ", shown only now:", Link: "/admin/accounts", LinkText: "Back to the accounts"})
+}
+
+func (ui *adminUI) accountPasswd(w http.ResponseWriter, r *http.Request, s *session) {
+	addr := r.PostFormValue("address")
+	pw, err := ui.Manage.NewPassword()
+	if err == nil {
+		err = ui.Manage.Store.SetPassword(r.Context(), addr, pw)
+	}
+	if err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Password not changed", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/accounts", LinkText: "Back to the accounts"})
+		return
+	}
+	ui.audit(r.Context(), r, "account passwd", addr)
+	ui.render(w, http.StatusOK, "shown", page{Title: "New password for " + addr, CSRF: s.csrf, Shown: pw,
+		Message: "The new password of " + addr + ", shown only now:", Link: "/admin/accounts", LinkText: "Back to the accounts"})
+}
+
+func (ui *adminUI) accountDelete(w http.ResponseWriter, r *http.Request, s *session) {
+	addr := r.PostFormValue("address")
+	if err := ui.Manage.Store.DeleteAccount(r.Context(), addr); err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Account not deleted", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/accounts", LinkText: "Back to the accounts"})
+		return
+	}
+	ui.audit(r.Context(), r, "account delete", addr)
+	http.Redirect(w, r, "/admin/accounts?done="+url.QueryEscape("deleted "+addr), http.StatusSeeOther)
+}
