@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/authlimit"
+	"github.com/coibox/coibox/internal/human"
 	"github.com/coibox/coibox/store"
 )
 
@@ -126,7 +127,7 @@ func (a *Admin) routes(mux *http.ServeMux, health func(context.Context) error, l
 	if ui.Now == nil {
 		ui.Now = time.Now
 	}
-	funcs := template.FuncMap{"join": strings.Join, "bytes": humanBytes}
+	funcs := template.FuncMap{"join": strings.Join, "bytes": human.Bytes}
 	for _, p := range []string{"message", "setup", "login", "dashboard", "domains", "accounts", "confirm", "shown"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
@@ -457,17 +458,4 @@ func randomToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported systems
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/coibox/coibox/internal/human"
 	"github.com/coibox/coibox/store"
 )
 
@@ -170,12 +171,12 @@ func (ui *adminUI) accounts(w http.ResponseWriter, r *http.Request, s *session) 
 	from := (pageNo - 1) * accountsPerPage
 	var rows []accountRow
 	for _, a := range match[from:min(from+accountsPerPage, len(match))] {
-		row := accountRow{Address: a.Address, Messages: a.UsedMsgs, Size: humanBytes(a.UsedBytes), Quota: "server default", LastLogin: "never"}
+		row := accountRow{Address: a.Address, Messages: a.UsedMsgs, Size: human.Bytes(a.UsedBytes), Quota: "server default", LastLogin: "never"}
 		switch {
 		case a.Quota == 0:
 			row.Quota = "unlimited"
 		case a.Quota > 0:
-			row.Quota = humanBytes(a.Quota)
+			row.Quota = human.Bytes(a.Quota)
 			row.UsedPercent = int(min(100, a.UsedBytes*100/a.Quota))
 		}
 		if !a.LastLogin.IsZero() {

@@ -21,6 +21,7 @@ import (
 	"github.com/coibox/coibox/coi"
 	"github.com/coibox/coibox/coi/profile"
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/internal/human"
 	"github.com/coibox/coibox/store"
 )
 
@@ -206,13 +207,13 @@ func cmdAccount(ctx context.Context, e *env, configPath string, args []string) e
 				case a.Quota == 0:
 					quota = "unlimited"
 				case a.Quota > 0:
-					quota = humanBytes(a.Quota)
+					quota = human.Bytes(a.Quota)
 				}
 				last := "never"
 				if !a.LastLogin.IsZero() {
 					last = a.LastLogin.Format(time.DateOnly)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", a.Address, a.UsedMsgs, humanBytes(a.UsedBytes), quota, last)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", a.Address, a.UsedMsgs, human.Bytes(a.UsedBytes), quota, last)
 			}
 			return tw.Flush()
 		}
@@ -511,20 +512,6 @@ func generatePassword(n int) (string, error) {
 	return string(b), nil
 }
 
-// humanBytes formats a byte count for people: 0 B, 512 B, 1.5 KiB, 30.0 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // accountSet applies `account set ADDRESS key=value...`: quota (a size, default or
 // unlimited), messages (a count or unlimited) and enforce_e2ee_incoming (on or off).
 // Every value is checked before anything changes.
@@ -609,7 +596,7 @@ func quotaText(q int64) string {
 	case q == 0:
 		return "unlimited"
 	}
-	return humanBytes(q)
+	return human.Bytes(q)
 }
 
 func countText(n int64) string {

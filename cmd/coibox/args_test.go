@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/internal/human"
 	"github.com/coibox/coibox/store"
 )
 
@@ -137,8 +138,8 @@ func TestHumanBytes(t *testing.T) {
 		{0, "0 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {1536, "1.5 KiB"},
 		{30 << 20, "30.0 MiB"}, {5 << 30, "5.0 GiB"},
 	} {
-		if got := humanBytes(tt.n); got != tt.want {
-			t.Errorf("humanBytes(%d) = %q, want %q", tt.n, got, tt.want)
+		if got := human.Bytes(tt.n); got != tt.want {
+			t.Errorf("human.Bytes(%d) = %q, want %q", tt.n, got, tt.want)
 		}
 	}
 }

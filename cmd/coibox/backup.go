@@ -12,6 +12,7 @@ import (
 
 	"github.com/coibox/coibox/coi/webpush"
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/internal/human"
 	"github.com/coibox/coibox/store"
 )
 
@@ -54,7 +55,7 @@ func cmdBackup(ctx context.Context, e *env, configPath string, args []string) er
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "wrote %s (%s, consistent copy of the database)\n", db, humanBytes(fi.Size()))
+	fmt.Fprintf(e.stdout, "wrote %s (%s, consistent copy of the database)\n", db, human.Bytes(fi.Size()))
 	for _, name := range backupDirs {
 		src := filepath.Join(cfg.DataDir, name)
 		if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {

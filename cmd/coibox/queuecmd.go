@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/internal/human"
 	"github.com/coibox/coibox/queue"
 	"github.com/coibox/coibox/store"
 )
@@ -124,7 +125,7 @@ func printQueueEntry(w io.Writer, e *queue.Entry, now time.Time) {
 	field("from", e.From)
 	field("subject", e.Subject)
 	field("message-id", e.MessageID)
-	field("size", humanBytes(int64(e.Size)))
+	field("size", human.Bytes(int64(e.Size)))
 	if e.RequireTLS {
 		field("requiretls", "yes: only over TLS with a valid certificate")
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,23 +23,8 @@ var coiboxBin string
 
 func TestMain(m *testing.M) { os.Exit(testutil.MainWithBinary(m, "../../cmd/coibox", &coiboxBin)) }
 
-// chromium finds Debian's Chromium, installing it when missing and possible.
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 || os.Getenv("COIBOX_NO_INSTALL") == "1" {
-		if os.Getenv("COIBOX_ROOT_TESTS") == "1" {
-			t.Fatal("chromium is not installed")
-		}
-		t.Skip("Chromium is not installed (Debian package chromium; CI installs it)")
-	}
-	if out, err := exec.Command("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "chromium").CombinedOutput(); err != nil {
-		t.Fatalf("install chromium: %v\n%s", err, out)
-	}
-	return "/usr/bin/chromium"
-}
+// chromium is Debian's Chromium.
+func chromium(t *testing.T) string { return testutil.DebianTool(t, "chromium", "chromium") }
 
 // screenshots is where the pages' pictures go: $COIBOX_ARTIFACTS/screenshots, else a
 // directory under the system's temporary one, which the test names in its log.

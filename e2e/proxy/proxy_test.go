@@ -26,28 +26,9 @@ var coiboxBin string
 
 func TestMain(m *testing.M) { os.Exit(testutil.MainWithBinary(m, "../../cmd/coibox", &coiboxBin)) }
 
-// nginxBinary finds Debian's nginx, installing it when missing and possible.
-func nginxBinary(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/sbin/nginx", "nginx"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Geteuid() != 0 || os.Getenv("COIBOX_NO_INSTALL") == "1" {
-		if os.Getenv("COIBOX_ROOT_TESTS") == "1" {
-			t.Fatal("nginx is not installed")
-		}
-		t.Skip("nginx is not installed (Debian package nginx; CI installs it)")
-	}
-	out, err := exec.Command("apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", "nginx").CombinedOutput()
-	if err != nil {
-		t.Fatalf("install nginx: %v\n%s", err, out)
-	}
-	// The package starts a system-wide nginx; this test runs its own.
-	_ = exec.Command("service", "nginx", "stop").Run()
-	return "/usr/sbin/nginx"
-}
+// nginxBinary is Debian's nginx. The package starts a system-wide nginx when it is
+// installed; this test runs its own, on its own ports.
+func nginxBinary(t *testing.T) string { return testutil.DebianTool(t, "nginx", "nginx") }
 
 // startNginx runs nginx with the given server blocks until the test ends.
 func startNginx(t *testing.T, servers string) {
