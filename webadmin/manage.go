@@ -197,34 +197,32 @@ func (ui *adminUI) accounts(w http.ResponseWriter, r *http.Request, s *session) 
 
 func (ui *adminUI) accountAdd(w http.ResponseWriter, r *http.Request, s *session) {
 	addr := strings.TrimSpace(r.PostFormValue("address"))
-	pw, err := ui.Manage.NewPassword()
-	if err == nil {
-		err = ui.Manage.AddAccount(r.Context(), addr, pw)
-	}
-	if err != nil {
-		ui.render(w, http.StatusBadRequest, "message", page{Title: "Account not added", CSRF: s.csrf, Message: err.Error(), Error: "yes",
-			Link: "/admin/accounts", LinkText: "Back to the accounts"})
-		return
-	}
-	ui.audit(r.Context(), r, "account add", addr)
-	ui.render(w, http.StatusOK, "shown", page{Title: "Added " + addr, CSRF: s.csrf, Shown: pw,
-		Message: "The password of " + addr + ", shown only now:", Link: "/admin/accounts", LinkText: "Back to the accounts"})
+	ui.withNewPassword(w, r, s, addr, "account add", "Account not added", "Added "+addr, "The password of "+addr+", shown only now:",
+		func(ctx context.Context, pw string) error { return ui.Manage.AddAccount(ctx, addr, pw) })
 }
 
 func (ui *adminUI) accountPasswd(w http.ResponseWriter, r *http.Request, s *session) {
 	addr := r.PostFormValue("address")
+	ui.withNewPassword(w, r, s, addr, "account passwd", "Password not changed", "New password for "+addr, "The new password of "+addr+", shown only now:",
+		func(ctx context.Context, pw string) error { return ui.Manage.Store.SetPassword(ctx, addr, pw) })
+}
+
+// withNewPassword generates a password, applies it to addr, and shows it once (or
+// says why it could not).
+func (ui *adminUI) withNewPassword(w http.ResponseWriter, r *http.Request, s *session, addr, action, failTitle, title, message string,
+	apply func(ctx context.Context, password string) error) {
 	pw, err := ui.Manage.NewPassword()
 	if err == nil {
-		err = ui.Manage.Store.SetPassword(r.Context(), addr, pw)
+		err = apply(r.Context(), pw)
 	}
 	if err != nil {
-		ui.render(w, http.StatusBadRequest, "message", page{Title: "Password not changed", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+		ui.render(w, http.StatusBadRequest, "message", page{Title: failTitle, CSRF: s.csrf, Message: err.Error(), Error: "yes",
 			Link: "/admin/accounts", LinkText: "Back to the accounts"})
 		return
 	}
-	ui.audit(r.Context(), r, "account passwd", addr)
-	ui.render(w, http.StatusOK, "shown", page{Title: "New password for " + addr, CSRF: s.csrf, Shown: pw,
-		Message: "The new password of " + addr + ", shown only now:", Link: "/admin/accounts", LinkText: "Back to the accounts"})
+	ui.audit(r.Context(), r, action, addr)
+	ui.render(w, http.StatusOK, "shown", page{Title: title, CSRF: s.csrf, Shown: pw, Message: message,
+		Link: "/admin/accounts", LinkText: "Back to the accounts"})
 }
 
 func (ui *adminUI) accountDelete(w http.ResponseWriter, r *http.Request, s *session) {
