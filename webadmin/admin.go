@@ -128,7 +128,7 @@ func (a *Admin) routes(mux *http.ServeMux, health func(context.Context) error, l
 		ui.Now = time.Now
 	}
 	funcs := template.FuncMap{"join": strings.Join, "bytes": human.Bytes}
-	for _, p := range []string{"message", "setup", "login", "dashboard", "domains", "accounts", "confirm", "shown"} {
+	for _, p := range []string{"message", "setup", "login", "dashboard", "domains", "accounts", "confirm", "shown", "queue"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return fmt.Errorf("parse admin template %s: %w", p, err)
@@ -204,10 +204,11 @@ type page struct {
 	HealthError             string
 	Audit                   []store.AuditEntry
 	// The manage pages'.
-	Nav                  bool
+	Nav, QueueNav        bool
 	Notice, Shown        string
 	Domains              []domainRow
 	Accounts             []accountRow
+	Queue                []queueRow
 	Query, Prev, Next    string
 	Page, Pages, Total   int
 	Action, Field, Value string
@@ -216,6 +217,7 @@ type page struct {
 func (ui *adminUI) render(w http.ResponseWriter, code int, name string, p page) {
 	p.Host = ui.Hostname
 	p.Nav = p.CSRF != "" && ui.Manage != nil
+	p.QueueNav = p.Nav && ui.Manage.Queue != nil
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
 	if err := ui.pages[name].Execute(w, p); err != nil {

@@ -399,3 +399,69 @@ func TestAdminManage(t *testing.T) {
 		}
 	}
 }
+
+// fakeQueue is a queue of fixed entries that records what the page asked of it.
+type fakeQueue struct {
+	entries          []store.QueueEntry
+	retried, dropped []int64
+}
+
+func (q *fakeQueue) List(context.Context) ([]store.QueueEntry, error) { return q.entries, nil }
+func (q *fakeQueue) Retry(_ context.Context, id int64) error {
+	if id != 7 {
+		return store.ErrNotFound
+	}
+	q.retried = append(q.retried, id)
+	return nil
+}
+func (q *fakeQueue) Drop(_ context.Context, id int64) error {
+	if id != 7 {
+		return store.ErrNotFound
+	}
+	q.dropped = append(q.dropped, id)
+	return nil
+}
+
+func TestAdminQueue(t *testing.T) {
+	e := newAdminEnv(t)
+	q := &fakeQueue{entries: []store.QueueEntry{{ID: 7, Sender: "alice@example.org", Created: e.now,
+		Rcpts: []store.QueueRcpt{{Rcpt: "bob@remote.example", State: "pending", Attempts: 3, NextAttempt: e.now.Add(time.Hour),
+			LastError: "451 4.3.0 <script>try later</script>"}}}}}
+	// The env's handler has no queue: make one with it.
+	h, err := NewHandler(Options{Logger: slog.New(slog.DiscardHandler), Admin: &Admin{Store: e.st, DataDir: e.dataDir, Now: func() time.Time { return e.now },
+		Manage: &Manage{Store: e.st, Queue: q, QueueHeaders: func(context.Context, int64) (*QueueHeaders, error) {
+			return &QueueHeaders{From: "Alice <alice@example.org>", Subject: "hello", Size: 2048}, nil
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := e.setUp(t, "correct horse battery")
+	e.h = h
+	w := e.do("GET", "/admin/queue", remote, sess, nil)
+	body := w.Body.String()
+	for _, want := range []string{"#7 from alice@example.org", "Subject: hello", "2.0 KiB", "bob@remote.example", "pending",
+		"451 4.3.0 &lt;script&gt;try later&lt;/script&gt;", `href="/admin/queue">Queue</a>`} {
+		if w.Code != 200 || !strings.Contains(body, want) {
+			t.Errorf("queue page lacks %q:\n%s", want, body)
+		}
+	}
+	csrf := csrfField.FindStringSubmatch(body)[1]
+	if w := e.do("POST", "/admin/queue/retry", remote, sess, url.Values{"id": {"7"}}); w.Code != http.StatusForbidden {
+		t.Errorf("retry without CSRF token: %d", w.Code)
+	}
+	if w := e.do("POST", "/admin/queue/retry", remote, sess, url.Values{"id": {"7"}, "csrf": {csrf}}); w.Code != http.StatusSeeOther || len(q.retried) != 1 {
+		t.Errorf("retry: %d %v", w.Code, q.retried)
+	}
+	if w := e.do("POST", "/admin/queue/retry", remote, sess, url.Values{"id": {"8"}, "csrf": {csrf}}); w.Code != 400 {
+		t.Errorf("retry of an unknown entry: %d", w.Code)
+	}
+	if w := e.do("GET", "/admin/queue/drop?id=7", remote, sess, nil); !strings.Contains(w.Body.String(), "Drop queue entry #7 without delivering it") || len(q.dropped) != 0 {
+		t.Errorf("drop confirmation: %s %v", w.Body, q.dropped)
+	}
+	if w := e.do("POST", "/admin/queue/drop", remote, sess, url.Values{"id": {"7"}, "csrf": {csrf}}); w.Code != http.StatusSeeOther || len(q.dropped) != 1 {
+		t.Errorf("drop: %d %v", w.Code, q.dropped)
+	}
+	if log := e.do("GET", "/admin", remote, sess, nil).Body.String(); !strings.Contains(log, "queue retry: 7") || !strings.Contains(log, "queue drop: 7") {
+		t.Errorf("the audit log lacks the queue actions")
+	}
+}

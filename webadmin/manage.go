@@ -28,6 +28,9 @@ type Manage struct {
 	AddAccount func(ctx context.Context, address, password string) error
 	// NewPassword generates a password to show once.
 	NewPassword func() (string, error)
+	// Queue, if set, adds the queue page; QueueHeaders reads an entry's message.
+	Queue        QueueAdmin
+	QueueHeaders func(ctx context.Context, id int64) (*QueueHeaders, error)
 }
 
 // ManageStore is the part of the store the pages use directly.
@@ -57,6 +60,13 @@ func (ui *adminUI) manageRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /admin/accounts/passwd", post(ui.accountPasswd))
 	mux.Handle("GET /admin/accounts/delete", page(ui.confirm("account", "/admin/accounts/delete", "Delete the account %s with all its mail? This cannot be undone.")))
 	mux.Handle("POST /admin/accounts/delete", post(ui.accountDelete))
+	if ui.Manage.Queue != nil {
+		mux.Handle("GET /admin/queue", page(ui.queuePage))
+		mux.Handle("POST /admin/queue/retry", post(ui.queueRetry))
+		mux.Handle("GET /admin/queue/drop", page(ui.confirm("queue entry", "/admin/queue/drop",
+			"Drop queue entry #%s without delivering it or telling its sender?")))
+		mux.Handle("POST /admin/queue/drop", post(ui.queueDrop))
+	}
 }
 
 type domainRow struct {
@@ -136,8 +146,11 @@ func (ui *adminUI) domainDelete(w http.ResponseWriter, r *http.Request, s *sessi
 // confirm is the page that asks before a deletion; only its form's POST deletes.
 func (ui *adminUI) confirm(what, action, question string) func(http.ResponseWriter, *http.Request, *session) {
 	field := "name"
-	if what == "account" {
+	switch what {
+	case "account":
 		field = "address"
+	case "queue entry":
+		field = "id"
 	}
 	return func(w http.ResponseWriter, r *http.Request, s *session) {
 		v := r.URL.Query().Get(field)
@@ -234,4 +247,97 @@ func (ui *adminUI) accountDelete(w http.ResponseWriter, r *http.Request, s *sess
 	}
 	ui.audit(r.Context(), r, "account delete", addr)
 	http.Redirect(w, r, "/admin/accounts?done="+url.QueryEscape("deleted "+addr), http.StatusSeeOther)
+}
+
+// QueueAdmin is the outbound queue's admin side (package queue's Queue); Retry acts
+// on the running queue at once.
+type QueueAdmin interface {
+	List(ctx context.Context) ([]store.QueueEntry, error)
+	Retry(ctx context.Context, id int64) error
+	Drop(ctx context.Context, id int64) error
+}
+
+// QueueHeaders are a queued message's From, Subject and size, for the queue page.
+type QueueHeaders struct {
+	From, Subject string
+	Size          int
+}
+
+type queueRow struct {
+	ID                  int64
+	Sender, Created     string
+	From, Subject, Size string
+	Rcpts               []queueRcptRow
+}
+
+type queueRcptRow struct {
+	Rcpt, State, NextAttempt, LastError string
+	Attempts                            int
+}
+
+func (ui *adminUI) queuePage(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	entries, err := ui.Manage.Queue.List(ctx)
+	if err != nil {
+		ui.internal(w, err)
+		return
+	}
+	var rows []queueRow
+	for _, e := range entries {
+		row := queueRow{ID: e.ID, Sender: e.Sender, Created: e.Created.UTC().Format("2006-01-02 15:04")}
+		if ui.Manage.QueueHeaders != nil {
+			if h, err := ui.Manage.QueueHeaders(ctx, e.ID); err == nil {
+				row.From, row.Subject, row.Size = h.From, h.Subject, human.Bytes(int64(h.Size))
+			}
+		}
+		if row.Sender == "" {
+			row.Sender = "<> (a bounce)"
+		}
+		for _, rc := range e.Rcpts {
+			rr := queueRcptRow{Rcpt: rc.Rcpt, State: rc.State, Attempts: rc.Attempts, LastError: rc.LastError}
+			if rc.State == "pending" && !rc.NextAttempt.IsZero() {
+				rr.NextAttempt = rc.NextAttempt.UTC().Format("2006-01-02 15:04")
+			}
+			row.Rcpts = append(row.Rcpts, rr)
+		}
+		rows = append(rows, row)
+	}
+	ui.render(w, http.StatusOK, "queue", page{Title: "Queue", CSRF: s.csrf, Queue: rows, Notice: r.URL.Query().Get("done")})
+}
+
+func queueID(r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PostFormValue("id"), 10, 64)
+	return id, err == nil && id > 0
+}
+
+func (ui *adminUI) queueRetry(w http.ResponseWriter, r *http.Request, s *session) {
+	id, ok := queueID(r)
+	var err error
+	if ok {
+		err = ui.Manage.Queue.Retry(r.Context(), id)
+	}
+	if !ok || err != nil {
+		msg := "No such queue entry, or no recipient left to try."
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			msg = err.Error()
+		}
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Not retried", CSRF: s.csrf, Message: msg, Error: "yes", Link: "/admin/queue", LinkText: "Back to the queue"})
+		return
+	}
+	ui.audit(r.Context(), r, "queue retry", strconv.FormatInt(id, 10))
+	http.Redirect(w, r, "/admin/queue?done="+url.QueryEscape("retrying #"+strconv.FormatInt(id, 10)+" now"), http.StatusSeeOther)
+}
+
+func (ui *adminUI) queueDrop(w http.ResponseWriter, r *http.Request, s *session) {
+	id, ok := queueID(r)
+	var err error
+	if ok {
+		err = ui.Manage.Queue.Drop(r.Context(), id)
+	}
+	if !ok || err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Not dropped", CSRF: s.csrf, Message: "No such queue entry.", Error: "yes", Link: "/admin/queue", LinkText: "Back to the queue"})
+		return
+	}
+	ui.audit(r.Context(), r, "queue drop", strconv.FormatInt(id, 10))
+	http.Redirect(w, r, "/admin/queue?done="+url.QueryEscape("dropped #"+strconv.FormatInt(id, 10)), http.StatusSeeOther)
 }

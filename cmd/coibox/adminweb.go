@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coibox/coibox/config"
+	"github.com/coibox/coibox/queue"
 	"github.com/coibox/coibox/store"
 	"github.com/coibox/coibox/tlsmgr"
 	"github.com/coibox/coibox/webadmin"
@@ -139,8 +140,16 @@ func cmdAdmin(ctx context.Context, e *env, configPath string, args []string) err
 
 // adminManage gives the admin page's domain and account pages the rules the commands
 // use (serveDomain, addAccount, the DNS plan), so that both change the server alike.
-func adminManage(cfg *config.Config, s *store.Store) *webadmin.Manage {
+func adminManage(cfg *config.Config, s *store.Store, q *queue.Queue) *webadmin.Manage {
 	return &webadmin.Manage{
+		Queue: q,
+		QueueHeaders: func(ctx context.Context, id int64) (*webadmin.QueueHeaders, error) {
+			e, err := q.Show(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			return &webadmin.QueueHeaders{From: e.From, Subject: e.Subject, Size: e.Size}, nil
+		},
 		Store: s,
 		AddDomain: func(ctx context.Context, name string, chatmail bool) (string, error) {
 			n, err := store.CheckDomainName(name)

@@ -363,7 +363,7 @@ func cmdServe(ctx context.Context, e *env, configPath string, args []string) err
 	}
 	web, err := webadmin.NewHandler(webadmin.Options{
 		Admin: &webadmin.Admin{Store: s, DataDir: cfg.DataDir, Hostname: cfg.Hostname, Limiter: limiter,
-			Dashboard: adminDashboard(cfg, s, tlsm, lns, e.start), Manage: adminManage(cfg, s)},
+			Dashboard: adminDashboard(cfg, s, tlsm, lns, e.start), Manage: adminManage(cfg, s, q)},
 		MXDeliv:      mxIn,
 		Onboard:      onboard,
 		Metrics:      m.Handler(),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,9 +114,12 @@ func TestAdminInChromium(t *testing.T) {
 	shots := screenshots(t)
 	t.Logf("screenshots in %s", shots)
 
-	cfg, _, l := testutil.ServerConfig(t, "\n[limits]\nauth_failures_per_ip = 3\n")
-	if r := testutil.Run(t, coiboxBin, "", "--config", cfg, "domain", "add", "example.org"); r.Code != 0 {
-		t.Fatal(r.Stderr)
+	// Outgoing mail goes to a relay that refuses connections: it stays queued.
+	cfg, _, l := testutil.ServerConfig(t, "\n[limits]\nauth_failures_per_ip = 3\n\n[queue]\nsmarthost = \"127.0.0.1:1\"\nsmarthost_tls = \"none\"\n")
+	for _, args := range [][]string{{"domain", "add", "example.org"}, {"account", "add", "carol@example.org"}} {
+		if r := testutil.Run(t, coiboxBin, "carol's password\n", append([]string{"--config", cfg}, args...)...); r.Code != 0 {
+			t.Fatal(r.Stderr)
+		}
 	}
 	proc, err := testutil.StartServerProc(t.Context(), coiboxBin, cfg, []string{l.HTTP}, 30*time.Second, nil)
 	if err != nil {
@@ -231,6 +235,72 @@ func TestAdminInChromium(t *testing.T) {
 	}
 	labelled(ctx, t, "accounts")
 	shoot(ctx, t, shots, "10-accounts")
+
+	// A message for elsewhere waits in the queue; Retry now hands it to the running
+	// queue at once (a new attempt, which fails again against the refusing relay).
+	sc, _, err := testutil.DialSMTP(t.Context(), l.Submissions, testutil.SMTPDialOptions{TLS: &tls.Config{InsecureSkipVerify: true}, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := sc.AuthPlain("carol@example.org", "carol's password"); err != nil || r.Code != 235 {
+		t.Fatalf("AUTH: %v %v", r, err)
+	}
+	msg := []byte("From: carol@example.org\r\nTo: dave@remote.example\r\nSubject: waiting in the queue\r\n\r\nhi\r\n")
+	if r, err := sc.Send("carol@example.org", []string{"dave@remote.example"}, msg); err != nil || r.Code != 250 {
+		t.Fatalf("send: %v %v", r, err)
+	}
+	sc.Close()
+	if err := step(ctx,
+		chromedp.Click("//nav/a[text()='Queue']"),
+		chromedp.WaitVisible("//td[text()='dave@remote.example']"),
+	); err != nil {
+		t.Fatalf("queue page: %v\n%s", err, text(ctx, t))
+	}
+	before := text(ctx, t)
+	if !strings.Contains(before, "Subject: waiting in the queue") {
+		t.Errorf("queue page:\n%s", before)
+	}
+	labelled(ctx, t, "queue")
+	attempts := func() int {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('article.entry tr:nth-child(2) td:nth-child(3)').textContent`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(v))
+		return n
+	}
+	reloadQueue := func() {
+		t.Helper()
+		if err := step(ctx, chromedp.Navigate("http://"+l.HTTP+"/admin/queue"), chromedp.WaitVisible("//td[text()='dave@remote.example']")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first attempt follows the submission at once; the next is minutes away.
+	for deadline := time.Now().Add(10 * time.Second); attempts() < 1; reloadQueue() {
+		if time.Now().After(deadline) {
+			t.Fatal("no first delivery attempt")
+		}
+	}
+	tried := attempts()
+	shoot(ctx, t, shots, "11-queue")
+	if err := step(ctx,
+		chromedp.Click("//button[text()='Retry now']"),
+		chromedp.WaitVisible("//p[@role='status']"),
+	); err != nil {
+		t.Fatalf("retry: %v\n%s", err, text(ctx, t))
+	}
+	if body := text(ctx, t); !regexp.MustCompile(`retrying #\d+ now`).MatchString(body) {
+		t.Errorf("after retry:\n%s", body)
+	}
+	// The running queue tried again at once, long before the next scheduled retry.
+	for deadline := time.Now().Add(10 * time.Second); attempts() <= tried; reloadQueue() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new attempt after Retry now: still %d", tried)
+		}
+	}
 
 	// Another site's form, posting to the admin page while the browser is logged in.
 	evil := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
