@@ -127,8 +127,8 @@ func (a *Admin) routes(mux *http.ServeMux, health func(context.Context) error, l
 	if ui.Now == nil {
 		ui.Now = time.Now
 	}
-	funcs := template.FuncMap{"join": strings.Join, "bytes": human.Bytes}
-	for _, p := range []string{"message", "setup", "login", "dashboard", "domains", "accounts", "confirm", "shown", "queue"} {
+	funcs := template.FuncMap{"join": strings.Join, "bytes": human.Bytes, "hasPrefix": strings.HasPrefix}
+	for _, p := range []string{"message", "setup", "login", "dashboard", "domains", "accounts", "confirm", "shown", "queue", "aliases"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p+".html")
 		if err != nil {
 			return fmt.Errorf("parse admin template %s: %w", p, err)
@@ -209,6 +209,7 @@ type page struct {
 	Domains              []domainRow
 	Accounts             []accountRow
 	Queue                []queueRow
+	Aliases              []store.Alias
 	Query, Prev, Next    string
 	Page, Pages, Total   int
 	Action, Field, Value string

@@ -465,3 +465,51 @@ func TestAdminQueue(t *testing.T) {
 		t.Errorf("the audit log lacks the queue actions")
 	}
 }
+
+func TestAdminAliases(t *testing.T) {
+	e := newAdminEnv(t)
+	sess := e.setUp(t, "correct horse battery")
+	ctx := t.Context()
+	if _, err := e.st.AddDomain(ctx, "example.org", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.AddAccount(ctx, "alice@example.org", "pw-pw-pw-pw"); err != nil {
+		t.Fatal(err)
+	}
+	w := e.do("GET", "/admin/aliases", remote, sess, nil)
+	csrf := csrfField.FindStringSubmatch(w.Body.String())[1]
+	post := func(path string, form url.Values) *httptest.ResponseRecorder {
+		form.Set("csrf", csrf)
+		return e.do("POST", path, remote, sess, form)
+	}
+	if w := post("/admin/aliases/add", url.Values{"address": {"Team@Example.org"}, "destination": {"alice@example.org"}}); w.Code != http.StatusSeeOther {
+		t.Fatalf("add alias: %d %s", w.Code, w.Body)
+	}
+	if w := post("/admin/aliases/add", url.Values{"address": {"@example.org"}, "destination": {"alice@example.org"}}); w.Code != http.StatusSeeOther {
+		t.Fatalf("add catch-all: %d %s", w.Code, w.Body)
+	}
+	if w := post("/admin/aliases/add", url.Values{"address": {"x@elsewhere.example"}, "destination": {"alice@example.org"}}); w.Code != 400 {
+		t.Errorf("alias on a domain not served: %d", w.Code)
+	}
+	res, err := e.st.Resolve(ctx, "team@example.org")
+	if err != nil || len(res.Accounts) != 1 {
+		t.Errorf("team@ resolves to %+v %v", res, err)
+	}
+	body := e.do("GET", "/admin/aliases", remote, sess, nil).Body.String()
+	if !strings.Contains(body, "<td>team@example.org</td><td>alice@example.org</td>") || !strings.Contains(body, "any address @example.org (catch-all)") {
+		t.Errorf("aliases page:\n%s", body)
+	}
+	if w := e.do("POST", "/admin/aliases/delete", remote, sess, url.Values{"address": {"team@example.org"}, "destination": {"alice@example.org"}}); w.Code != http.StatusForbidden {
+		t.Errorf("delete without CSRF token: %d", w.Code)
+	}
+	if w := post("/admin/aliases/delete", url.Values{"address": {"team@example.org"}, "destination": {"alice@example.org"}}); w.Code != http.StatusSeeOther {
+		t.Errorf("delete alias: %d", w.Code)
+	}
+	if as, _ := e.st.Aliases(ctx); len(as) != 1 || as[0].Address != "@example.org" {
+		t.Errorf("aliases left: %+v", as)
+	}
+	if log := e.do("GET", "/admin", remote, sess, nil).Body.String(); !strings.Contains(log, "alias add: team@example.org → alice@example.org") ||
+		!strings.Contains(log, "alias delete: team@example.org → alice@example.org") {
+		t.Errorf("the audit log lacks the alias actions")
+	}
+}

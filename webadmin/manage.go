@@ -40,6 +40,9 @@ type ManageStore interface {
 	Accounts(ctx context.Context) ([]store.Account, error)
 	SetPassword(ctx context.Context, address, password string) error
 	DeleteAccount(ctx context.Context, address string) error
+	Aliases(ctx context.Context) ([]store.Alias, error)
+	AddAlias(ctx context.Context, address, destination string) error
+	DeleteAlias(ctx context.Context, address, destination string) error
 }
 
 // accountsPerPage bounds the accounts table; search narrows it.
@@ -60,6 +63,9 @@ func (ui *adminUI) manageRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /admin/accounts/passwd", post(ui.accountPasswd))
 	mux.Handle("GET /admin/accounts/delete", page(ui.confirm("account", "/admin/accounts/delete", "Delete the account %s with all its mail? This cannot be undone.")))
 	mux.Handle("POST /admin/accounts/delete", post(ui.accountDelete))
+	mux.Handle("GET /admin/aliases", page(ui.aliases))
+	mux.Handle("POST /admin/aliases/add", post(ui.aliasAdd))
+	mux.Handle("POST /admin/aliases/delete", post(ui.aliasDelete))
 	if ui.Manage.Queue != nil {
 		mux.Handle("GET /admin/queue", page(ui.queuePage))
 		mux.Handle("POST /admin/queue/retry", post(ui.queueRetry))
@@ -340,4 +346,38 @@ func (ui *adminUI) queueDrop(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	ui.audit(r.Context(), r, "queue drop", strconv.FormatInt(id, 10))
 	http.Redirect(w, r, "/admin/queue?done="+url.QueryEscape("dropped #"+strconv.FormatInt(id, 10)), http.StatusSeeOther)
+}
+
+func (ui *adminUI) aliases(w http.ResponseWriter, r *http.Request, s *session) {
+	as, err := ui.Manage.Store.Aliases(r.Context())
+	if err != nil {
+		ui.internal(w, err)
+		return
+	}
+	ui.render(w, http.StatusOK, "aliases", page{Title: "Aliases", CSRF: s.csrf, Aliases: as, Notice: r.URL.Query().Get("done")})
+}
+
+// aliasAdd adds an alias, or a domain's catch-all for an address "@domain"; the store
+// checks both addresses as `coibox alias add` does.
+func (ui *adminUI) aliasAdd(w http.ResponseWriter, r *http.Request, s *session) {
+	addr := store.Normalize(strings.TrimSpace(r.PostFormValue("address")))
+	dest := store.Normalize(strings.TrimSpace(r.PostFormValue("destination")))
+	if err := ui.Manage.Store.AddAlias(r.Context(), addr, dest); err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Alias not added", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/aliases", LinkText: "Back to the aliases"})
+		return
+	}
+	ui.audit(r.Context(), r, "alias add", addr+" → "+dest)
+	http.Redirect(w, r, "/admin/aliases?done="+url.QueryEscape("added "+addr+" → "+dest), http.StatusSeeOther)
+}
+
+func (ui *adminUI) aliasDelete(w http.ResponseWriter, r *http.Request, s *session) {
+	addr, dest := r.PostFormValue("address"), r.PostFormValue("destination")
+	if err := ui.Manage.Store.DeleteAlias(r.Context(), addr, dest); err != nil {
+		ui.render(w, http.StatusBadRequest, "message", page{Title: "Alias not deleted", CSRF: s.csrf, Message: err.Error(), Error: "yes",
+			Link: "/admin/aliases", LinkText: "Back to the aliases"})
+		return
+	}
+	ui.audit(r.Context(), r, "alias delete", addr+" → "+dest)
+	http.Redirect(w, r, "/admin/aliases?done="+url.QueryEscape("deleted "+addr+" → "+dest), http.StatusSeeOther)
 }
