@@ -347,6 +347,39 @@ func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 	return collect(ctx, s, "list accounts", "SELECT "+accountCols+" FROM accounts ORDER BY address", deref(scanAccount))
 }
 
+// AccountsPage returns the accounts whose address contains search (any case; ""
+// for all), in address order, limit of them from offset, and how many match in all:
+// the admin page's table, which must not read 10,000 rows to show 50.
+func (s *Store) AccountsPage(ctx context.Context, search string, offset, limit int) ([]Account, int, error) {
+	pattern := "%" + escapeLike(strings.ToLower(search)) + "%"
+	var total int
+	if err := s.readRow(ctx, `SELECT count(*) FROM accounts WHERE address LIKE ? ESCAPE '\'`, pattern).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count accounts: %w", err)
+	}
+	page, err := collect(ctx, s, "list accounts", "SELECT "+accountCols+` FROM accounts WHERE address LIKE ? ESCAPE '\' ORDER BY address LIMIT ? OFFSET ?`,
+		deref(scanAccount), pattern, limit, offset)
+	return page, total, err
+}
+
+// AccountCounts counts the accounts of each domain, by domain id.
+func (s *Store) AccountCounts(ctx context.Context) (map[int64]int, error) {
+	rows, err := s.rdb.QueryContext(ctx, "SELECT domain_id, count(*) FROM accounts GROUP BY domain_id")
+	if err != nil {
+		return nil, fmt.Errorf("count accounts: %w", err)
+	}
+	defer rows.Close()
+	out := map[int64]int{}
+	for rows.Next() {
+		var id int64
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, fmt.Errorf("count accounts: %w", err)
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
 // Account looks an account up by address.
 func (s *Store) Account(ctx context.Context, address string) (*Account, error) {
 	return readOne(ctx, s, "look up account", scanAccount, "SELECT "+accountCols+" FROM accounts WHERE address = ?", Normalize(address))

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -77,5 +78,51 @@ func TestWebAdminState(t *testing.T) {
 	log, err := s.AuditLog(ctx, 2)
 	if err != nil || len(log) != 2 || log[0].Action != "logout" || log[1].Action != "login" || log[0].Remote != "192.0.2.1" {
 		t.Errorf("audit log %+v %v", log, err)
+	}
+}
+
+func TestAccountsPage(t *testing.T) {
+	s, err := Open(t.Context(), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	for _, d := range []string{"example.org", "example.net"} {
+		if _, err := s.AddDomain(ctx, d, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []string{"alice@example.org", "bob@example.org", "a_b@example.org", "axb@example.org", "carol@example.net"} {
+		if _, err := s.AddAccount(ctx, a, "pw-pw-pw-pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		search        string
+		offset, limit int
+		want          []string
+		total         int
+	}{
+		{"", 0, 2, []string{"a_b@example.org", "alice@example.org"}, 5},
+		{"", 4, 2, []string{"carol@example.net"}, 5},
+		{"EXAMPLE.ORG", 0, 10, []string{"a_b@example.org", "alice@example.org", "axb@example.org", "bob@example.org"}, 4},
+		{"a_b", 0, 10, []string{"a_b@example.org"}, 1}, // "_" is no wildcard
+		{"%", 0, 10, nil, 0},
+	} {
+		page, total, err := s.AccountsPage(ctx, tc.search, tc.offset, tc.limit)
+		var got []string
+		for _, a := range page {
+			got = append(got, a.Address)
+		}
+		if err != nil || total != tc.total || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("AccountsPage(%q, %d, %d) = %v, %d, %v; want %v, %d", tc.search, tc.offset, tc.limit, got, total, err, tc.want, tc.total)
+		}
+	}
+	counts, err := s.AccountCounts(ctx)
+	org, _ := s.Domain(ctx, "example.org")
+	net, _ := s.Domain(ctx, "example.net")
+	if err != nil || counts[org.ID] != 4 || counts[net.ID] != 1 {
+		t.Errorf("AccountCounts = %v, %v", counts, err)
 	}
 }

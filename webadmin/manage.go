@@ -37,7 +37,8 @@ type Manage struct {
 type ManageStore interface {
 	Domains(ctx context.Context) ([]store.Domain, error)
 	DeleteDomain(ctx context.Context, name string, force bool) error
-	Accounts(ctx context.Context) ([]store.Account, error)
+	AccountsPage(ctx context.Context, search string, offset, limit int) ([]store.Account, int, error)
+	AccountCounts(ctx context.Context) (map[int64]int, error)
 	SetPassword(ctx context.Context, address, password string) error
 	DeleteAccount(ctx context.Context, address string) error
 	Aliases(ctx context.Context) ([]store.Alias, error)
@@ -88,14 +89,10 @@ func (ui *adminUI) domains(w http.ResponseWriter, r *http.Request, s *session) {
 		ui.internal(w, err)
 		return
 	}
-	accts, err := ui.Manage.Store.Accounts(ctx)
+	count, err := ui.Manage.Store.AccountCounts(ctx)
 	if err != nil {
 		ui.internal(w, err)
 		return
-	}
-	count := map[int64]int{}
-	for _, a := range accts {
-		count[a.DomainID]++
 	}
 	var rows []domainRow
 	for _, d := range ds {
@@ -172,24 +169,24 @@ type accountRow struct {
 }
 
 func (ui *adminUI) accounts(w http.ResponseWriter, r *http.Request, s *session) {
-	accts, err := ui.Manage.Store.Accounts(r.Context())
+	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
+	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	pageNo = max(pageNo, 1)
+	match, total, err := ui.Manage.Store.AccountsPage(r.Context(), q, (pageNo-1)*accountsPerPage, accountsPerPage)
 	if err != nil {
 		ui.internal(w, err)
 		return
 	}
-	q := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("q")))
-	var match []store.Account
-	for _, a := range accts {
-		if q == "" || strings.Contains(a.Address, q) {
-			match = append(match, a)
+	pages := max(1, (total+accountsPerPage-1)/accountsPerPage)
+	if pageNo > pages { // past the end: show the last page
+		pageNo = pages
+		if match, total, err = ui.Manage.Store.AccountsPage(r.Context(), q, (pageNo-1)*accountsPerPage, accountsPerPage); err != nil {
+			ui.internal(w, err)
+			return
 		}
 	}
-	pageNo, _ := strconv.Atoi(r.URL.Query().Get("page"))
-	pages := max(1, (len(match)+accountsPerPage-1)/accountsPerPage)
-	pageNo = min(max(pageNo, 1), pages)
-	from := (pageNo - 1) * accountsPerPage
 	var rows []accountRow
-	for _, a := range match[from:min(from+accountsPerPage, len(match))] {
+	for _, a := range match {
 		row := accountRow{Address: a.Address, Messages: a.UsedMsgs, Size: human.Bytes(a.UsedBytes), Quota: "server default", LastLogin: "never"}
 		switch {
 		case a.Quota == 0:
@@ -203,7 +200,7 @@ func (ui *adminUI) accounts(w http.ResponseWriter, r *http.Request, s *session) 
 		}
 		rows = append(rows, row)
 	}
-	p := page{Title: "Accounts", CSRF: s.csrf, Accounts: rows, Query: q, Page: pageNo, Pages: pages, Total: len(match),
+	p := page{Title: "Accounts", CSRF: s.csrf, Accounts: rows, Query: q, Page: pageNo, Pages: pages, Total: total,
 		Notice: r.URL.Query().Get("done")}
 	if pageNo > 1 {
 		p.Prev = "/admin/accounts?" + url.Values{"q": {q}, "page": {strconv.Itoa(pageNo - 1)}}.Encode()
